@@ -1,0 +1,271 @@
+"""Command line: ``tfrs-movies <command> ...``; thin wrappers over the library.
+
+Every command is a subparser with a handler ``_cmd_<name>(args) -> int``; add new ones in
+:func:`build_parser`. Errors meant for a person (:class:`~tfrs_movies.errors.TfrsMoviesError`,
+missing files, permissions) are printed as one ``error: ...`` line on stderr, exit status 2;
+Ctrl-C exits with 130. Neither prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from tfrs_movies import __version__
+from tfrs_movies.errors import TfrsMoviesError
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _cmd_data_info(args: argparse.Namespace) -> int:
+    from tfrs_movies.data import describe, format_description, load_source
+
+    ratings = load_source(
+        args.source, manual_dir=args.manual_dir, data_dir=args.data_dir, progress=args.progress
+    )
+    info = describe(ratings)
+    print(json.dumps(info, indent=2) if args.json else format_description(info))
+    return 0
+
+
+def _add_data_commands(commands: argparse._SubParsersAction) -> None:
+    data = commands.add_parser("data", help="inspect data sources")
+    data_commands = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    data_commands.required = True
+    info = data_commands.add_parser(
+        "info",
+        help="load a source and print its statistics",
+        description="Load SOURCE and print users, movies, ratings, histogram, sparsity, dates.",
+    )
+    info.add_argument(
+        "source",
+        metavar="SOURCE",
+        nargs="?",
+        default=None,
+        help="MovieLens folder or .zip, tfds:movielens/<config>, or "
+        "synthetic[:users=N,movies=N,ratings=N,seed=N] (default: $TFRS_MOVIES_DATA, else "
+        "tfds:movielens/100k-ratings)",
+    )
+    info.add_argument(
+        "--manual-dir",
+        metavar="DIR",
+        default=None,
+        help="folder holding the genuine GroupLens archive, so tfds builds offline",
+    )
+    info.add_argument("--data-dir", metavar="DIR", default=None, help="tfds data directory")
+    info.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    info.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="hide progress bars"
+    )
+    info.set_defaults(handler=_cmd_data_info)
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments shared by train and sweep: config file, data source, overrides."""
+    parser.add_argument("--config", metavar="FILE", help="TOML or JSON config file")
+    parser.add_argument(
+        "--data",
+        metavar="SOURCE",
+        help="MovieLens folder or .zip, tfds:movielens/<config>, or synthetic[:...] "
+        "(default: $TFRS_MOVIES_DATA, else tfds:movielens/100k-ratings)",
+    )
+    parser.add_argument("--manual-dir", metavar="DIR", help="tfds manual_dir (offline archives)")
+    parser.add_argument("--data-dir", metavar="DIR", help="tfds data directory")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="config overrides, e.g. train.epochs=5 train.rating_weight=0.5",
+    )
+
+
+def config_from_args(args: argparse.Namespace):
+    """The resolved config: defaults, --config file, --data/--manual-dir, then overrides."""
+    from tfrs_movies.config import load_config
+
+    overrides = []
+    for key, value in (("source", args.data), ("manual_dir", args.manual_dir),
+                       ("data_dir", args.data_dir)):
+        if value is not None:
+            overrides.append(f"data.{key}={value}")
+    return load_config(args.config, [*overrides, *args.overrides])
+
+
+def _default_workdir(config) -> str:
+    import re
+    import time
+
+    from tfrs_movies.data import default_source
+
+    source = config.data.source or default_source()
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", source.rstrip("/").split("/")[-1]).strip("-")
+    return f"runs/{slug or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tfrs_movies.training import train_and_evaluate
+
+    config = config_from_args(args)
+    workdir = args.workdir or _default_workdir(config)
+    result = train_and_evaluate(config, workdir, resume=args.resume, overwrite=args.overwrite)
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tfrs_movies.recommender import verify_run
+    from tfrs_movies.training import format_metrics
+
+    run_dir = Path(args.run_dir)
+    verify_run(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
+    return 0
+
+
+def _print_records(records, as_json: bool, header: str) -> None:
+    if as_json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    print(header)
+    if not records:
+        print("  (nothing left to recommend)")
+        return
+    title_width = min(60, max(len(r.title) for r in records))
+    rating_column = records[0].predicted_rating is not None
+    print(
+        f"{'rank':>4}  {'movie':>7}  {'title':<{title_width}}  {'score':>7}"
+        + ("  predicted" if rating_column else "")
+    )
+    for r in records:
+        line = f"{r.rank:>4}  {r.movie_id:>7}  {r.title[:title_width]:<{title_width}}  "
+        line += f"{r.retrieval_score:>7.3f}"
+        if rating_column:
+            line += f"  {r.predicted_rating:>9.2f}"
+        print(line)
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from tfrs_movies.recommender import Recommender
+
+    recommender = Recommender.load(args.run_dir)
+    try:
+        records = recommender.recommend(
+            args.user,
+            k=args.k,
+            num_candidates=args.num_candidates,
+            exclude_seen=not args.include_seen,
+            min_ratings=args.min_ratings,
+        )
+    except (KeyError, ValueError) as error:
+        raise TfrsMoviesError(error.args[0] if error.args else str(error)) from None
+    _print_records(records, args.json, f"top {args.k} movies for user {args.user}:")
+    return 0
+
+
+def _cmd_similar(args: argparse.Namespace) -> int:
+    from tfrs_movies.recommender import Recommender
+
+    recommender = Recommender.load(args.run_dir)
+    try:
+        row = recommender.movie_row(args.movie)
+        records = recommender.similar_movies(args.movie, k=args.k)
+    except (KeyError, ValueError) as error:
+        raise TfrsMoviesError(error.args[0] if error.args else str(error)) from None
+    title = recommender.titles[row]
+    _print_records(records, args.json, f"movies most similar to {title}:")
+    return 0
+
+
+def _add_model_commands(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train, evaluate and export a run",
+        description="Train the multitask model, evaluate it beside baselines and export a run "
+        "directory (ScaNN index, exact index, ranking model, metrics, manifest).",
+    )
+    _add_config_arguments(train)
+    train.add_argument("--workdir", metavar="RUN_DIR", help="run directory (default runs/<data>-<time>)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    train.set_defaults(handler=_cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="verify a run and print its metrics")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--json", action="store_true", help="print metrics.json")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    recommend = commands.add_parser("recommend", help="top movies for a user of a run")
+    recommend.add_argument("run_dir", metavar="RUN_DIR")
+    recommend.add_argument("--user", required=True, metavar="ID", help="user id")
+    recommend.add_argument("-k", type=int, default=10, help="how many movies (default 10)")
+    recommend.add_argument("--num-candidates", type=int, default=100,
+                           help="retrieved candidates to re-rank (default 100)")
+    recommend.add_argument("--min-ratings", type=int, default=0,
+                           help="skip movies with fewer training ratings")
+    recommend.add_argument("--include-seen", action="store_true",
+                           help="keep movies the user already rated")
+    recommend.add_argument("--json", action="store_true", help="machine-readable output")
+    recommend.set_defaults(handler=_cmd_recommend)
+
+    similar = commands.add_parser("similar", help="movies similar to a movie")
+    similar.add_argument("run_dir", metavar="RUN_DIR")
+    similar.add_argument("--movie", required=True, metavar="ID_OR_TITLE",
+                         help='movie id or exact title, e.g. "Star Wars (1977)"')
+    similar.add_argument("-k", type=int, default=10, help="how many movies (default 10)")
+    similar.add_argument("--json", action="store_true", help="machine-readable output")
+    similar.set_defaults(handler=_cmd_similar)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="tfrs-movies",
+        description="Multitask two-tower movie recommender on TensorFlow Recommenders.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    _add_data_commands(commands)
+    _add_model_commands(commands)
+    return parser
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line.
+
+    Args:
+        argv: arguments without the program name; None means ``sys.argv[1:]``.
+
+    Returns:
+        exit status: 0 on success, 2 on a reported error (and argparse usage errors), 130 on ^C.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (TfrsMoviesError, FileNotFoundError, PermissionError) as error:
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""One typed configuration for data, model, training, index and evaluation.
+
+Every default lives here, with the reason for it. A config is built from defaults, optionally a
+TOML or JSON file, then ``section.key=value`` overrides; each step is validated and unknown keys
+or wrongly typed values raise :class:`~tfrs_movies.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tfrs_movies.errors import ConfigError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+SPLITS = ("random", "temporal", "leave_last_n")
+NEGATIVES = ("auto", "catalogue", "in_batch")
+OPTIMIZERS = ("adam", "adagrad")
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+MONITORS = ("auto", "recall", "rmse", "loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the ratings come from and how they are split."""
+
+    # None: $TFRS_MOVIES_DATA when set, else tfds:movielens/100k-ratings (see data.load_source).
+    source: str | None = None
+    manual_dir: str | None = None  # tfds manual_dir holding the genuine GroupLens archive
+    data_dir: str | None = None  # tfds data_dir (cache of prepared datasets)
+    split: str = "random"  # DESIGN's protocol: seeded random 80/20
+    test_fraction: float = 0.2
+    split_seed: int = 42  # fixed apart from the model seed, so sweeps share one split
+    leave_last_n: int = 1  # only for split = "leave_last_n"
+    # Carved from the training split for early stopping; the test split is never looked at.
+    validation_fraction: float = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The two towers, the rating head and the retrieval loss."""
+
+    embedding_dim: int = 64  # both towers; measured better than 32 on ml-100k
+    use_genres: bool = True  # movie tower: multi-hot genres
+    use_year: bool = True  # movie tower: release year parsed from the title
+    use_title: bool = False  # movie tower: bag of title words
+    use_timestamp: bool = False  # user tower: when the rating was made
+    use_demographics: bool = True  # user tower: age, gender, occupation where the data has them
+    rating_hidden_units: tuple[int, ...] = (128, 64)  # rating head MLP over both towers' outputs
+    rating_dropout: float = 0.3  # on the head's input; keeps RMSE from drifting up late in training
+    embedding_l2: float = 1e-3  # L2 on embedding tables (the seeds' regularization)
+    temperature: float = 0.1  # retrieval softmax temperature
+    # "catalogue": exact softmax over every movie (small catalogues); "in_batch": sampled
+    # softmax with logQ correction and accidental-hit removal; "auto" picks by catalogue size.
+    retrieval_negatives: str = "auto"
+    catalogue_softmax_max_movies: int = 20_000  # "auto" switches to in_batch above this
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Loss weights, optimizer and the training loop."""
+
+    retrieval_weight: float = 2.0  # loss = retrieval_weight * L_retrieval + rating_weight * L_rating
+    rating_weight: float = 1.0
+    epochs: int = 12  # upper bound; early stopping usually ends sooner
+    batch_size: int = 1024  # global batch size (split across replicas under a strategy)
+    learning_rate: float = 0.005
+    optimizer: str = "adam"
+    seed: int = 0  # model seed: initialization, shuffling, dropout
+    early_stopping_patience: int = 3  # epochs without validation improvement; 0 disables
+    # What "improvement" means: "recall" = validation Recall@10 (the product metric; the softmax
+    # loss keeps rising while recall still improves), "rmse", "loss" = weighted validation
+    # loss; "auto" = recall when retrieval_weight > 0, else rmse.
+    early_stopping_metric: str = "auto"
+    validation_max_users: int = 5000  # users sampled for validation recall (bounds its cost)
+    strategy: str = "auto"  # tf.distribute strategy
+    tensorboard: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexConfig:
+    """The exported ScaNN index; None means "scale with the catalogue"."""
+
+    num_leaves: int | None = None  # None: about sqrt(number of movies)
+    num_leaves_to_search: int | None = None  # None: grown until target_recall is reached
+    num_reordering_candidates: int | None = None  # None: chosen with num_leaves_to_search
+    target_recall: float = 0.95  # recall@10 against exact search over all users
+    k: int = 100  # candidates the exported index returns per query
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """The final evaluation on the test split."""
+
+    factorized_ks: tuple[int, ...] = (1, 5, 10, 50, 100)  # TFRS tutorial metric
+    recall_ks: tuple[int, ...] = (10, 100)
+    ndcg_k: int = 10
+    baselines: bool = True  # most-popular, biased MF, EASE on the same split
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The whole resolved configuration of a run."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    index: IndexConfig = dataclasses.field(default_factory=IndexConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections: Any) -> Config:
+        return dataclasses.replace(self, **sections)
+
+
+_SECTION_TYPES = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "index": IndexConfig,
+    "eval": EvalConfig,
+}
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Converts ``value`` (from TOML, JSON or a command-line string) to ``annotation``.
+
+    Raises:
+        ConfigError: the value cannot represent the annotated type.
+    """
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list like 1,2,3, got {value!r}")
+        return tuple(_coerce(v, args[0], key) for v in value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        try:
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, float) and not number.is_integer():
+                raise ValueError
+            return int(number)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {annotation!r}")  # pragma: no cover
+
+
+def _section_from_mapping(name: str, values: Mapping[str, Any], base: Any) -> Any:
+    cls = _SECTION_TYPES[name]
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]
+    updates = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(
+                f"unknown config key {name}.{key}; known keys in [{name}]: {', '.join(fields)}"
+            )
+        updates[key] = _coerce(value, hints[key], f"{name}.{key}")
+    return dataclasses.replace(base, **updates)
+
+
+def config_from_dict(values: Mapping[str, Any], base: Config | None = None) -> Config:
+    """Builds a validated :class:`Config` from nested ``{section: {key: value}}``.
+
+    Raises:
+        ConfigError: unknown section or key, wrong type, or an invalid value.
+    """
+    config = base or Config()
+    sections = {}
+    for name, section_values in values.items():
+        if name not in _SECTION_TYPES:
+            raise ConfigError(
+                f"unknown config section [{name}]; known sections: {', '.join(_SECTION_TYPES)}"
+            )
+        if not isinstance(section_values, Mapping):
+            raise ConfigError(f"config section [{name}] must be a table of key = value")
+        sections[name] = _section_from_mapping(name, section_values, getattr(config, name))
+    config = dataclasses.replace(config, **sections)
+    validate(config)
+    return config
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Parses ``section.key=value`` strings into a nested dict of strings.
+
+    Raises:
+        ConfigError: an override is not of the form section.key=value.
+    """
+    nested: dict[str, dict[str, str]] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not section or not name:
+            raise ConfigError(
+                f"override {item!r} is not of the form section.key=value (e.g. train.epochs=5)"
+            )
+        nested.setdefault(section, {})[name] = value.strip()
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Defaults, then an optional TOML/JSON file, then ``section.key=value`` overrides.
+
+    Args:
+        path: a ``.toml`` or ``.json`` file with ``[section]`` tables, or None.
+        overrides: strings like ``train.rating_weight=0.5``.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, wrong type, or invalid value.
+    """
+    config = Config()
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+        try:
+            if path.suffix == ".json":
+                values = json.loads(text)
+            else:
+                values = tomllib.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"config file {path} is not valid TOML/JSON: {error}") from None
+        config = config_from_dict(values, config)
+    return config_from_dict(parse_overrides(overrides), config)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate_loss_weights(retrieval_weight: float, rating_weight: float) -> None:
+    """Raises ConfigError unless both weights are finite, >= 0 and not both 0."""
+    for name, weight in (("retrieval_weight", retrieval_weight), ("rating_weight", rating_weight)):
+        _check(
+            isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0,
+            f"train.{name} must be a finite number >= 0, got {weight!r}",
+        )
+    _check(
+        retrieval_weight > 0 or rating_weight > 0,
+        "train.retrieval_weight and train.rating_weight are both 0: nothing would be trained; "
+        "set at least one of them > 0",
+    )
+
+
+def validate(config: Config) -> None:
+    """Checks value ranges across the config.
+
+    Raises:
+        ConfigError: naming the key, the value and what is allowed.
+    """
+    d, m, t, i, e = config.data, config.model, config.train, config.index, config.eval
+    _check(d.split in SPLITS, f"data.split must be one of {SPLITS}, got {d.split!r}")
+    _check(0 < d.test_fraction < 1, f"data.test_fraction must be in (0, 1), got {d.test_fraction}")
+    _check(
+        0 <= d.validation_fraction < 1,
+        f"data.validation_fraction must be in [0, 1), got {d.validation_fraction}",
+    )
+    _check(d.leave_last_n >= 1, f"data.leave_last_n must be >= 1, got {d.leave_last_n}")
+    _check(m.embedding_dim >= 1, f"model.embedding_dim must be >= 1, got {m.embedding_dim}")
+    _check(all(u >= 1 for u in m.rating_hidden_units), "model.rating_hidden_units must be >= 1")
+    _check(0 <= m.rating_dropout < 1, f"model.rating_dropout must be in [0, 1), got {m.rating_dropout}")
+    _check(m.embedding_l2 >= 0, f"model.embedding_l2 must be >= 0, got {m.embedding_l2}")
+    _check(m.temperature > 0, f"model.temperature must be > 0, got {m.temperature}")
+    _check(
+        m.retrieval_negatives in NEGATIVES,
+        f"model.retrieval_negatives must be one of {NEGATIVES}, got {m.retrieval_negatives!r}",
+    )
+    validate_loss_weights(t.retrieval_weight, t.rating_weight)
+    _check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
+    _check(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
+    _check(t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate}")
+    _check(t.optimizer in OPTIMIZERS, f"train.optimizer must be one of {OPTIMIZERS}")
+    _check(t.strategy in STRATEGIES, f"train.strategy must be one of {STRATEGIES}")
+    _check(t.early_stopping_patience >= 0, "train.early_stopping_patience must be >= 0")
+    _check(
+        t.early_stopping_metric in MONITORS,
+        f"train.early_stopping_metric must be one of {MONITORS}, got {t.early_stopping_metric!r}",
+    )
+    _check(t.validation_max_users >= 1, "train.validation_max_users must be >= 1")
+    _check(0 < i.target_recall <= 1, f"index.target_recall must be in (0, 1], got {i.target_recall}")
+    _check(i.k >= 1, f"index.k must be >= 1, got {i.k}")
+    for name in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
+        value = getattr(i, name)
+        _check(value is None or value >= 1, f"index.{name} must be >= 1 or unset, got {value}")
+    _check(all(k >= 1 for k in e.factorized_ks + e.recall_ks), "eval ks must be >= 1")
+    _check(e.ndcg_k >= 1, f"eval.ndcg_k must be >= 1, got {e.ndcg_k}")
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Writes the resolved config as JSON (readable back with :func:`load_config`)."""
+    Path(path).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,135 @@
+"""The user tower and the movie tower: plain Keras models from vocabulary indices to vectors.
+
+Both towers output ``embedding_dim + 1`` numbers. The user tower's last output is the constant 1
+and the movie tower's last output is a learned per-movie bias, so the retrieval score
+``user · movie`` is ``<user embedding, movie embedding> + movie bias``: a popularity prior that
+a dot-product index (ScaNN, brute force) serves with no special case.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tfrs_movies.config import ModelConfig
+from tfrs_movies.model.features import AGE_BUCKETS, FeatureTables
+
+
+def _table(values: np.ndarray, name: str) -> tf.Variable:
+    # Non-trainable variables rather than constants: they are tracked, saved in checkpoints and
+    # SavedModels, and not embedded in every traced graph.
+    return tf.Variable(values, trainable=False, name=name)
+
+
+def _embedding(rows: int, dim: int, l2: float, name: str, init: str = "uniform"):
+    regularizer = tf.keras.regularizers.l2(l2) if l2 > 0 else None
+    return tf.keras.layers.Embedding(
+        rows, dim, embeddings_initializer=init, embeddings_regularizer=regularizer, name=name
+    )
+
+
+class UserTower(tf.keras.Model):
+    """Maps user vocabulary indices (and optionally timestamps) to query vectors.
+
+    Args:
+        num_users: vocabulary size without the OOV row; index 0 is out of vocabulary.
+        tables: side-feature tables (demographics, timestamp statistics).
+        config: which side features to use, embedding size and L2.
+
+    Call args:
+        user_index: (batch,) int32/int64 vocabulary indices.
+        timestamp: (batch,) float seconds, used when ``config.use_timestamp``; None means "now",
+            i.e. the latest training time.
+
+    Returns:
+        (batch, embedding_dim + 1) float32; the last column is 1.
+    """
+
+    def __init__(self, num_users: int, tables: FeatureTables, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        dim, l2 = config.embedding_dim, config.embedding_l2
+        self.use_demographics = config.use_demographics and tables.has_demographics
+        self.use_timestamp = config.use_timestamp
+        self.user_embedding = _embedding(num_users + 1, dim, l2, "user_id")
+        if self.use_demographics:
+            self.age_table = _table(tables.user_age, "age_table")
+            self.gender_table = _table(tables.user_gender, "gender_table")
+            self.occupation_table = _table(tables.user_occupation, "occupation_table")
+            self.age_embedding = _embedding(len(AGE_BUCKETS) + 1, dim, l2, "age")
+            self.gender_embedding = _embedding(3, dim, l2, "gender")
+            self.occupation_embedding = _embedding(int(tables.user_occupation.max()) + 2, dim, l2,
+                                                   "occupation")
+        if self.use_timestamp:
+            self.timestamp_mean = float(tables.timestamp_mean)
+            self.timestamp_std = float(tables.timestamp_std)
+            # "Now" for serving: one standard deviation past the training mean is near its end.
+            self.timestamp_projection = tf.keras.layers.Dense(dim, use_bias=False, name="timestamp")
+
+    def call(self, user_index, timestamp=None):
+        user_index = tf.cast(user_index, tf.int32)
+        vector = self.user_embedding(user_index)
+        if self.use_demographics:
+            vector += self.age_embedding(tf.gather(self.age_table, user_index))
+            vector += self.gender_embedding(tf.gather(self.gender_table, user_index))
+            vector += self.occupation_embedding(tf.gather(self.occupation_table, user_index))
+        if self.use_timestamp:
+            if timestamp is None:
+                standardized = tf.ones_like(user_index, tf.float32)
+            else:
+                standardized = (tf.cast(timestamp, tf.float32) - self.timestamp_mean) / (
+                    self.timestamp_std
+                )
+            vector += self.timestamp_projection(standardized[:, None])
+        return tf.concat([vector, tf.ones_like(vector[:, :1])], axis=1)
+
+
+class MovieTower(tf.keras.Model):
+    """Maps movie vocabulary indices to candidate vectors.
+
+    Args:
+        num_movies: vocabulary size without the OOV row; index 0 is out of vocabulary.
+        tables: side-feature tables (genres, release year, title words).
+        config: which side features to use, embedding size and L2.
+
+    Call args:
+        movie_index: (batch,) int vocabulary indices.
+
+    Returns:
+        (batch, embedding_dim + 1) float32; the last column is the movie's retrieval bias.
+    """
+
+    def __init__(self, num_movies: int, tables: FeatureTables, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        dim, l2 = config.embedding_dim, config.embedding_l2
+        self.use_genres, self.use_year = config.use_genres, config.use_year
+        self.use_title = config.use_title and tables.num_title_words > 0
+        self.movie_embedding = _embedding(num_movies + 1, dim, l2, "movie_id")
+        self.bias = _embedding(num_movies + 1, 1, 0.0, "retrieval_bias", init="zeros")
+        if self.use_genres:
+            self.genre_table = _table(tables.movie_genres, "genre_table")
+            self.genre_projection = tf.keras.layers.Dense(
+                dim,
+                use_bias=False,
+                kernel_regularizer=tf.keras.regularizers.l2(l2) if l2 else None,
+                name="genres",
+            )
+        if self.use_year:
+            self.year_table = _table(tables.movie_year, "year_table")
+            self.year_embedding = _embedding(tables.num_years, dim, l2, "year")
+        if self.use_title:
+            self.title_table = _table(tables.movie_title_tokens, "title_table")
+            self.word_embedding = _embedding(tables.num_title_words + 1, dim, l2, "title_words")
+
+    def call(self, movie_index):
+        movie_index = tf.cast(movie_index, tf.int32)
+        vector = self.movie_embedding(movie_index)
+        if self.use_genres:
+            vector += self.genre_projection(tf.gather(self.genre_table, movie_index))
+        if self.use_year:
+            vector += self.year_embedding(tf.gather(self.year_table, movie_index))
+        if self.use_title:
+            tokens = tf.gather(self.title_table, movie_index)
+            mask = tf.cast(tokens > 0, tf.float32)[:, :, None]
+            words = self.word_embedding(tokens) * mask
+            vector += tf.reduce_sum(words, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)
+        return tf.concat([vector, self.bias(movie_index)], axis=1)

@@ -1,0 +1,474 @@
+"""Load a run directory and recommend: retrieve with ScaNN, drop seen movies, re-rank.
+
+Downstream code needs only::
+
+    from tfrs_movies import Recommender
+    recommender = Recommender.load("runs/ml100k")
+    recommender.recommend("42", k=10)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfrs_movies.errors import ArtifactError
+from tfrs_movies.export import FORMAT_VERSION, file_checksums
+
+# Files whose absence or corruption makes a run unusable; checkpoints and logs are not needed.
+_REQUIRED = ("retrieval_index", "exact_index", "ranking_model", "vocab", "seen", "config.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendation:
+    """One recommended (or similar) movie.
+
+    Attributes:
+        rank: 1-based position in the returned list.
+        movie_id, title, genres: the movie.
+        retrieval_score: dot product of user and movie vectors (for similar movies: cosine).
+        predicted_rating: the rating model's prediction on the star scale (None for similar).
+        num_ratings: training ratings of the movie.
+    """
+
+    rank: int
+    movie_id: str
+    title: str
+    genres: str
+    retrieval_score: float
+    predicted_rating: float | None
+    num_ratings: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def verify_run(run_dir: Path) -> dict[str, Any]:
+    """Checks a run directory against its manifest.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        ArtifactError: missing manifest or file, checksum mismatch, unknown format version, or
+            library versions that cannot load the SavedModels.
+    """
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.is_file():
+        partial = run_dir.with_name(run_dir.name + ".partial")
+        hint = f" ({partial} exists: the run was interrupted; resume it)" if partial.exists() else ""
+        raise ArtifactError(f"{run_dir} is not a complete run directory: no manifest.json{hint}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as error:
+        raise ArtifactError(f"{manifest_path} is not valid JSON: {error}") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{run_dir} has run format {manifest.get('format_version')}; this tfrs_movies reads "
+            f"format {FORMAT_VERSION}"
+        )
+    expected = manifest.get("files", {})
+    for name in _REQUIRED:
+        if not any(path == name or path.startswith(name + "/") for path in expected):
+            raise ArtifactError(f"{run_dir}: manifest lists no {name}")
+    actual = file_checksums(run_dir)
+    for path, digest in expected.items():
+        if path.startswith(("checkpoints/", "tensorboard/")):
+            continue
+        if path not in actual:
+            raise ArtifactError(f"{run_dir / path} is missing (listed in manifest.json)")
+        if actual[path] != digest:
+            raise ArtifactError(
+                f"{run_dir / path} is corrupt: its sha256 does not match manifest.json"
+            )
+    _check_versions(manifest.get("versions", {}), run_dir)
+    return manifest
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+def _check_versions(saved: Mapping[str, str], run_dir: Path) -> None:
+    import importlib.metadata as md
+
+    for package in ("tensorflow", "scann"):
+        want = saved.get(package)
+        try:
+            have = md.version(package)
+        except md.PackageNotFoundError:
+            raise ArtifactError(
+                f"{run_dir} needs {package} {want}, which is not installed "
+                f"(pip install 'tfrs-movies')"
+            ) from None
+        if want and _major_minor(want) != _major_minor(have):
+            raise ArtifactError(
+                f"{run_dir} was exported with {package} {want} but {package} {have} is installed; "
+                f"install {package}=={want} (ScaNN's ops must match the TensorFlow they were built for)"
+            )
+
+
+class Recommender:
+    """Recommendations from an exported run directory.
+
+    Use :meth:`load`; the constructor takes already-loaded parts (for tests and tools).
+    """
+
+    def __init__(self, run_dir: Path, retrieval_index, exact_index, ranking_model,
+                 movies: dict[str, np.ndarray], user_ids: np.ndarray, movie_vectors: np.ndarray,
+                 seen_indptr: np.ndarray, seen_movies: np.ndarray, manifest: dict[str, Any]):
+        self.run_dir = run_dir
+        self.retrieval_index = retrieval_index
+        self.exact_index = exact_index
+        self.ranking_model = ranking_model
+        self.movie_ids = movies["movie_id"]
+        self.titles = movies["title"]
+        self.genres = movies["genres"]
+        self.num_ratings = movies["num_train_ratings"]
+        self.user_ids = user_ids
+        self.movie_vectors = movie_vectors
+        self.seen_indptr = seen_indptr
+        self.seen_movies = seen_movies
+        self.manifest = manifest
+        self._user_row = {uid: row for row, uid in enumerate(user_ids.tolist())}
+        self._movie_row = {mid: row for row, mid in enumerate(self.movie_ids.tolist())}
+        self._title_rows: dict[str, list[int]] = {}
+        for row, title in enumerate(self.titles.tolist()):
+            self._title_rows.setdefault(title, []).append(row)
+        embedding = movie_vectors[:, :-1]  # the last column is the retrieval bias
+        norms = np.linalg.norm(embedding, axis=1, keepdims=True)
+        self._unit_vectors = embedding / np.maximum(norms, 1e-12)
+
+    # ----------------------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, run_dir: str | Path, verify: bool = True) -> Recommender:
+        """Loads a run directory written by training.
+
+        Args:
+            run_dir: the run directory.
+            verify: check every file against the manifest's sha256 and the library versions.
+
+        Raises:
+            ArtifactError: missing/corrupt files or incompatible versions (named in the message).
+        """
+        import scann  # noqa: F401 - registers the Scann ops that retrieval_index needs
+        import tensorflow as tf
+
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise ArtifactError(f"run directory {run_dir} does not exist")
+        manifest = verify_run(run_dir) if verify else {}
+        try:
+            with open(run_dir / "vocab" / "movies.csv", newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+            movies = {
+                "movie_id": np.array([r["movie_id"] for r in rows], dtype=object),
+                "title": np.array([r["title"] for r in rows], dtype=object),
+                "genres": np.array([r["genres"] for r in rows], dtype=object),
+                "num_train_ratings": np.array([int(r["num_train_ratings"]) for r in rows]),
+            }
+            user_ids = np.array(
+                (run_dir / "vocab" / "users.txt").read_text(encoding="utf-8").split("\n")[:-1],
+                dtype=object,
+            )
+            movie_vectors = np.load(run_dir / "vocab" / "movie_vectors.npy", allow_pickle=False)
+            indptr = np.load(run_dir / "seen" / "indptr.npy", allow_pickle=False)
+            seen = np.load(run_dir / "seen" / "movies.npy", allow_pickle=False)
+            retrieval = tf.saved_model.load(str(run_dir / "retrieval_index"))
+            exact = tf.saved_model.load(str(run_dir / "exact_index"))
+            ranking = tf.saved_model.load(str(run_dir / "ranking_model"))
+        except (OSError, KeyError, ValueError) as error:
+            raise ArtifactError(f"cannot load {run_dir}: {error}") from None
+        return cls(run_dir, retrieval, exact, ranking, movies, user_ids, movie_vectors, indptr,
+                   seen, manifest)
+
+    # ----------------------------------------------------------------------------- lookups
+    def movie_row(self, movie: str | int) -> int:
+        """Row of a movie given by id or by exact title.
+
+        Raises:
+            KeyError: unknown id/title, or a title shared by several movies (ids listed).
+        """
+        key = str(movie)
+        if key in self._movie_row:
+            return self._movie_row[key]
+        rows = self._title_rows.get(key)
+        if rows is None:
+            raise KeyError(f"unknown movie {movie!r}: not a movie id or exact title of this run")
+        if len(rows) > 1:
+            ids = ", ".join(self.movie_ids[r] for r in rows)
+            raise KeyError(f"title {movie!r} is ambiguous: it names movies {ids}; pass an id")
+        return rows[0]
+
+    def seen_rows(self, user_row: int) -> np.ndarray:
+        """Movie rows the user rated in the training split."""
+        return self.seen_movies[self.seen_indptr[user_row] : self.seen_indptr[user_row + 1]]
+
+    def _records(self, rows: Sequence[int], scores: Sequence[float],
+                 ratings: Sequence[float] | None) -> list[Recommendation]:
+        return [
+            Recommendation(
+                rank=i + 1,
+                movie_id=str(self.movie_ids[row]),
+                title=str(self.titles[row]),
+                genres=str(self.genres[row]),
+                retrieval_score=float(scores[i]),
+                predicted_rating=None if ratings is None else float(ratings[i]),
+                num_ratings=int(self.num_ratings[row]),
+            )
+            for i, row in enumerate(rows)
+        ]
+
+    @staticmethod
+    def _check_k(k: int, name: str = "k") -> None:
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {k!r}")
+
+    # ----------------------------------------------------------------------------- recommend
+    def recommend(self, user_ids: str | int | Iterable[str | int], k: int = 10,
+                  num_candidates: int = 100, exclude_seen: bool = True, min_ratings: int = 0,
+                  rerank: bool = True):
+        """Top-k movies for known users: retrieve, filter, re-rank by predicted rating.
+
+        ScaNN retrieves candidates; movies the user rated in training (``exclude_seen``) and
+        movies with fewer than ``min_ratings`` training ratings are dropped; the first
+        ``num_candidates`` survivors are re-scored by the ranking model and the best ``k``
+        returned. When fewer than ``num_candidates`` survive the index's answer, the user's
+        candidates come from exact search over the whole catalogue instead. If fewer than ``k``
+        movies are left at all, the list is shorter than ``k``.
+
+        Args:
+            user_ids: one user id, or an iterable of them (vectorized).
+            k: how many movies per user.
+            num_candidates: how many retrieved movies to re-rank (>= k).
+            exclude_seen: drop movies the user rated in the training split.
+            min_ratings: drop movies with fewer training ratings than this.
+            rerank: order by predicted rating (True) or keep the retrieval order (False).
+
+        Returns:
+            A list of :class:`Recommendation` for one user id, or a list of such lists.
+
+        Raises:
+            KeyError: an unknown user id (use :meth:`recommend_for_ratings` for new users).
+            ValueError: k, num_candidates or min_ratings out of range.
+        """
+        single = isinstance(user_ids, (str, int, np.integer))
+        users = [str(user_ids)] if single else [str(u) for u in user_ids]
+        self._check_k(k)
+        self._check_k(num_candidates, "num_candidates")
+        if min_ratings < 0:
+            raise ValueError(f"min_ratings must be >= 0, got {min_ratings!r}")
+        if not users:
+            return []
+        rows = []
+        for user in users:
+            if user not in self._user_row:
+                raise KeyError(
+                    f"unknown user {user!r}: not in this run's training data; "
+                    "use recommend_for_ratings for a new user"
+                )
+            rows.append(self._user_row[user])
+        import tensorflow as tf
+
+        scores, ids = self.retrieval_index(tf.constant(users))
+        candidate_rows, candidate_scores = self._filter(
+            [self.seen_rows(row) if exclude_seen else None for row in rows],
+            ids.numpy(),
+            scores.numpy(),
+            max(k, num_candidates),
+            min_ratings,
+            lambda i: self.retrieval_index.query_vectors(tf.constant([users[i]])).numpy()[0],
+        )
+        return self._finish(
+            candidate_rows,
+            candidate_scores,
+            k,
+            rerank,
+            single,
+            lambda movie_ids: self.ranking_model.score_candidates(tf.constant(users), movie_ids),
+        )
+
+    def _filter(self, excluded, ids, scores, wanted, min_ratings, query_vector):
+        """Per query: the candidates that pass the filters, best first, at most ``wanted``.
+
+        Args:
+            excluded: per query, movie rows to drop (or None).
+            ids, scores: (Q, K) the index's answer (movie ids as bytes, scores).
+            wanted: how many candidates to keep per query.
+            min_ratings: drop movies with fewer training ratings.
+            query_vector: ``i -> (dim,)`` query vector of query i, for the exact fallback.
+
+        Returns:
+            (rows, scores): per query, int64 movie rows and their retrieval scores.
+        """
+        all_rows, all_scores = [], []
+        for i, drop in enumerate(excluded):
+            movie_rows = np.fromiter(
+                (self._movie_row[m] for m in ids[i].astype(str)), np.int64, len(ids[i])
+            )
+            query_scores = scores[i]
+            keep = self._keep_mask(movie_rows, drop, min_ratings)
+            if keep.sum() < wanted and len(movie_rows) < len(self.movie_ids):
+                # The index's answer ran out after filtering: exact search over the catalogue.
+                query_scores = self.movie_vectors @ query_vector(i)
+                movie_rows = np.argsort(-query_scores, kind="stable")
+                query_scores = query_scores[movie_rows]
+                keep = self._keep_mask(movie_rows, drop, min_ratings)
+            all_rows.append(movie_rows[keep][:wanted])
+            all_scores.append(query_scores[keep][:wanted])
+        return all_rows, all_scores
+
+    def _keep_mask(self, movie_rows, excluded, min_ratings):
+        keep = np.ones(len(movie_rows), bool)
+        if excluded is not None and len(excluded):
+            keep &= ~np.isin(movie_rows, excluded)
+        if min_ratings > 0:
+            keep &= self.num_ratings[movie_rows] >= min_ratings
+        return keep
+
+    def _finish(self, candidate_rows, candidate_scores, k, rerank, single, score_fn):
+        """Re-ranks each query's candidates with one batched ranking call; builds records."""
+        import tensorflow as tf
+
+        width = max((len(rows) for rows in candidate_rows), default=0)
+        if width == 0:
+            results: list[list[Recommendation]] = [[] for _ in candidate_rows]
+            return results[0] if single else results
+        padded = np.full((len(candidate_rows), width), "", dtype=object)
+        for i, rows in enumerate(candidate_rows):
+            padded[i, : len(rows)] = self.movie_ids[rows]
+        predicted = score_fn(tf.constant(padded.astype(str))).numpy()
+        results = []
+        for i, rows in enumerate(candidate_rows):
+            ratings = predicted[i, : len(rows)]
+            order = np.argsort(-ratings, kind="stable") if rerank else np.arange(len(rows))
+            order = order[:k]
+            results.append(self._records(rows[order], candidate_scores[i][order], ratings[order]))
+        return results[0] if single else results
+
+    # ----------------------------------------------------------------------------- similar
+    def similar_movies(self, movie: str | int, k: int = 10) -> list[Recommendation]:
+        """The k movies whose embeddings are closest (cosine) to the given movie's.
+
+        Args:
+            movie: a movie id or an exact title.
+            k: how many (fewer if the catalogue is smaller).
+
+        Raises:
+            KeyError: unknown or ambiguous movie; ValueError: k <= 0.
+        """
+        self._check_k(k)
+        row = self.movie_row(movie)
+        similarity = self._unit_vectors @ self._unit_vectors[row]
+        similarity[row] = -np.inf
+        count = min(k, len(similarity) - 1)
+        if count <= 0:
+            return []
+        top = np.argpartition(-similarity, count - 1)[:count]
+        top = top[np.argsort(-similarity[top], kind="stable")]
+        return self._records(top, similarity[top], None)
+
+    # ----------------------------------------------------------------------------- new users
+    def user_vector(self, ratings: Mapping[str | int, float], steps: int = 150) -> np.ndarray:
+        """Folds a new user into the trained model: the query vector that best explains their movies.
+
+        The movie vectors stay fixed; the user vector minimizes the same catalogue softmax the
+        retrieval task trained with (each rated movie a positive) plus an L2 penalty, by a few
+        deterministic Adam steps in numpy. The last coordinate stays 1 (the bias coordinate).
+
+        Args:
+            ratings: ``{movie id or exact title: rating}``; at least one.
+            steps: optimization steps.
+
+        Returns:
+            (dim,) float32 query vector.
+
+        Raises:
+            ValueError: empty ratings or a rating outside 0.5-5; KeyError: unknown movie.
+        """
+        rows, _ = self._rated_rows(ratings)
+        temperature = self._config()["model"]["temperature"]
+        movies = self.movie_vectors.astype(np.float64)
+        target = movies[rows].mean(0)
+        vector = np.zeros(movies.shape[1])
+        vector[:-1] = target[:-1]
+        vector[-1] = 1.0
+        first = np.zeros_like(vector)
+        second = np.zeros_like(vector)
+        penalty, rate = _FOLD_IN_L2, 0.05
+        for step in range(1, steps + 1):
+            logits = movies @ vector / temperature
+            probabilities = np.exp(logits - logits.max())
+            probabilities /= probabilities.sum()
+            gradient = (movies.T @ probabilities - target) / temperature + 2 * penalty * vector
+            gradient[-1] = 0.0
+            first = 0.9 * first + 0.1 * gradient
+            second = 0.999 * second + 0.001 * gradient**2
+            vector -= rate * (first / (1 - 0.9**step)) / (
+                np.sqrt(second / (1 - 0.999**step)) + 1e-8
+            )
+        return vector.astype(np.float32)
+
+    def _rated_rows(self, ratings: Mapping[str | int, float]) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(ratings, Mapping) or not ratings:
+            raise ValueError("ratings must be a non-empty mapping {movie id or title: rating}")
+        rows, values = [], []
+        for movie, rating in ratings.items():
+            try:
+                value = float(rating)
+            except (TypeError, ValueError):
+                raise ValueError(f"rating of {movie!r} must be a number, got {rating!r}") from None
+            if not 0.5 <= value <= 5.0:
+                raise ValueError(f"rating of {movie!r} must be within 0.5-5, got {rating!r}")
+            rows.append(self.movie_row(movie))
+            values.append(value)
+        return np.asarray(rows, np.int64), np.asarray(values, np.float32)
+
+    def _config(self) -> dict[str, Any]:
+        if not hasattr(self, "_config_cache"):
+            self._config_cache = json.loads((self.run_dir / "config.json").read_text())
+        return self._config_cache
+
+    def recommend_for_ratings(self, ratings: Mapping[str | int, float], k: int = 10,
+                              num_candidates: int = 100, min_ratings: int = 0,
+                              rerank: bool = True) -> list[Recommendation]:
+        """Recommendations for a person who was not in training, from a few of their ratings.
+
+        Args:
+            ratings: ``{movie id or exact title: rating}``; the rated movies are never returned.
+            k, num_candidates, min_ratings, rerank: as in :meth:`recommend`.
+
+        Raises:
+            ValueError: empty ratings, bad rating values or k; KeyError: unknown movie.
+        """
+        import tensorflow as tf
+
+        self._check_k(k)
+        self._check_k(num_candidates, "num_candidates")
+        rows, _ = self._rated_rows(ratings)
+        vector = self.user_vector(ratings)
+        scores, ids = self.retrieval_index.search(tf.constant(vector[None, :]))
+        candidate_rows, candidate_scores = self._filter(
+            [rows], ids.numpy(), scores.numpy(), max(k, num_candidates), min_ratings,
+            lambda i: vector,
+        )
+        return self._finish(
+            candidate_rows,
+            candidate_scores,
+            k,
+            rerank,
+            True,
+            lambda movie_ids: self.ranking_model.score_vectors(
+                tf.constant(vector[None, :]), movie_ids
+            ),
+        )
+
+
+# L2 weight on a folded-in user vector (in units of the mean softmax loss).
+_FOLD_IN_L2 = 0.01
