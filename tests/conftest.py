@@ -125,3 +125,23 @@ def tiny_csv(tmp_path: Path) -> Path:
     return write_files(
         tmp_path / "ml-latest-small", {"movies.csv": MOVIES_CSV, "ratings.csv": RATINGS_CSV}
     )
+
+
+TINY_OVERRIDES = (
+    "data.source=synthetic:users=100,movies=120,ratings=3000,seed=0",
+    "train.epochs=2",
+    "train.batch_size=256",
+    "eval.baselines=false",
+    "train.tensorboard=false",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A complete run directory trained for 2 epochs on tiny synthetic data (~15 s, once)."""
+    from tfrs_movies.config import load_config
+    from tfrs_movies.training import train_and_evaluate
+
+    config = load_config(None, TINY_OVERRIDES)
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    return train_and_evaluate(config, run_dir, log=lambda message: None).run_dir

@@ -109,6 +109,8 @@ def _default_workdir(config) -> str:
 def _cmd_train(args: argparse.Namespace) -> int:
     from tfrs_movies.training import train_and_evaluate
 
+    if args.strategy is not None:
+        args.overrides = [*args.overrides, f"train.strategy={args.strategy}"]
     config = config_from_args(args)
     workdir = args.workdir or _default_workdir(config)
     result = train_and_evaluate(config, workdir, resume=args.resume, overwrite=args.overwrite)
@@ -194,6 +196,11 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--workdir", metavar="RUN_DIR", help="run directory (default runs/<data>-<time>)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    train.add_argument(
+        "--strategy",
+        choices=("auto", "one_device", "mirrored", "multi_worker"),
+        help="tf.distribute strategy (= train.strategy; multi_worker reads TF_CONFIG)",
+    )
     train.set_defaults(handler=_cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="verify a run and print its metrics")
@@ -223,6 +230,196 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     similar.set_defaults(handler=_cmd_similar)
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from tfrs_movies.config import parse_overrides
+    from tfrs_movies.experiments import parse_seeds, parse_weights, run_sweep
+
+    per_run = sorted(
+        f"{section}.{key}"
+        for section, keys in parse_overrides(args.overrides).items()
+        for key in keys
+        if (section, key)
+        in (("train", "retrieval_weight"), ("train", "rating_weight"), ("train", "seed"))
+    )
+    if per_run:
+        raise TfrsMoviesError(
+            f"{', '.join(per_run)} are set per run by --weights/--seeds; remove the override"
+        )
+    weights, seeds = parse_weights(args.weights), parse_seeds(args.seeds)
+    result = run_sweep(
+        config_from_args(args),
+        weights,
+        seeds,
+        args.workdir,
+        y_metric=args.y,
+        run_log=None if args.quiet else (lambda message: print(f"    {message}", flush=True)),
+    )
+    return 1 if result.failed else 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from tfrs_movies.experiments import compare_runs, format_comparison
+
+    comparison = compare_runs(args.runs)
+    print(json.dumps(comparison, indent=2) if args.json else format_comparison(comparison))
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from tfrs_movies.analysis import analyze_run, format_analysis
+
+    result = analyze_run(
+        args.run_dir,
+        out_dir=args.out,
+        num_clusters=args.clusters,
+        min_ratings=args.min_ratings,
+        num_labels=args.labels,
+        seed=args.seed,
+    )
+    print(format_analysis(result))
+    return 0
+
+
+def _add_experiment_commands(commands: argparse._SubParsersAction) -> None:
+    sweep = commands.add_parser(
+        "sweep",
+        help="loss-weight sweep: weight pairs x seeds on one split, results table and plot",
+        description="Train one run per (weight pair, seed) on the same split (data.split_seed "
+        "fixed; only train.seed varies) into WORKDIR/runs/, then write WORKDIR/results.csv, "
+        "results.md and tradeoff.png. Re-running the same command skips finished runs and "
+        "retries failed ones. Exit status 1 when a run failed.",
+    )
+    _add_config_arguments(sweep)
+    sweep.add_argument(
+        "--weights",
+        required=True,
+        metavar="R:S,...",
+        help="comma-separated retrieval_weight:rating_weight pairs (retrieval first), e.g. "
+        "1:0,0:1,1:1,1:0.1,0.1:1",
+    )
+    sweep.add_argument(
+        "--seeds",
+        default="0",
+        metavar="N,...",
+        help="comma-separated model seeds (train.seed), e.g. 0,1,2 (default 0)",
+    )
+    sweep.add_argument("--workdir", required=True, metavar="DIR", help="the sweep directory")
+    sweep.add_argument(
+        "--y",
+        default="recall@10",
+        choices=("recall@10", "ndcg@10", "recall@100", "factorized_top_100"),
+        help="y axis of tradeoff.png (default recall@10)",
+    )
+    sweep.add_argument(
+        "--quiet",
+        action="store_true",
+        help="only the per-run progress lines, not each run's epoch log",
+    )
+    sweep.set_defaults(handler=_cmd_sweep)
+
+    compare = commands.add_parser(
+        "compare",
+        help="side-by-side metrics of runs and sweeps",
+        description="Print the headline test metrics of runs side by side; a sweep directory "
+        "expands to its finished runs.",
+    )
+    compare.add_argument("runs", nargs="+", metavar="RUN_OR_SWEEP")
+    compare.add_argument("--json", action="store_true", help="machine-readable output")
+    compare.set_defaults(handler=_cmd_compare)
+
+    analyze = commands.add_parser(
+        "analyze",
+        help="cluster and project a run's movie embeddings",
+        description="KMeans clusters of the movie embeddings (top titles, dominant genres, genre "
+        "purity vs random clusters of the same sizes) and a 2-D PCA plot; writes clusters.json, "
+        "clusters.md and projection.png.",
+    )
+    analyze.add_argument("run_dir", metavar="RUN_DIR")
+    analyze.add_argument("--clusters", type=int, default=8, help="KMeans k (default 8)")
+    analyze.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/analysis)")
+    analyze.add_argument(
+        "--min-ratings",
+        type=int,
+        default=0,
+        help="leave out movies with fewer training ratings (default 0)",
+    )
+    analyze.add_argument(
+        "--labels", type=int, default=15, help="most-rated titles labelled in the plot (default 15)"
+    )
+    analyze.add_argument("--seed", type=int, default=0, help="KMeans random_state (default 0)")
+    analyze.set_defaults(handler=_cmd_analyze)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from tfrs_movies.serving import serve
+    except ImportError as error:
+        raise TfrsMoviesError(
+            f"serve needs FastAPI and uvicorn ({error}); pip install fastapi uvicorn"
+        ) from None
+    serve(
+        args.run_dir,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        threads=args.threads,
+    )
+    return 0
+
+
+def _add_serve_command(commands: argparse._SubParsersAction) -> None:
+    def port_number(text: str) -> int:
+        try:
+            port = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+        if not 0 < port < 65536:
+            raise argparse.ArgumentTypeError(f"port must be within 1-65535, got {port}")
+        return port
+
+    def thread_count(text: str) -> int:
+        try:
+            threads = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid thread count {text!r}") from None
+        if not 0 < threads <= 256:
+            raise argparse.ArgumentTypeError(f"threads must be within 1-256, got {threads}")
+        return threads
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a run over HTTP (REST API and a web page)",
+        description="Load RUN_DIR once and serve recommendations over HTTP: a JSON API "
+        "(OpenAPI docs at /docs) and a small web page at /.",
+    )
+    serve.add_argument("run_dir", metavar="RUN_DIR")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1: loopback; no authentication)",
+    )
+    serve.add_argument("--port", type=port_number, default=8000, help="TCP port (default 8000)")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level (default info)",
+    )
+    serve.add_argument(
+        "--threads",
+        type=thread_count,
+        default=4,
+        help="requests computed at once; others wait in line (default 4)",
+    )
+    serve.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="do not log one line per request",
+    )
+    serve.set_defaults(handler=_cmd_serve)
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -235,11 +432,25 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     _add_data_commands(commands)
     _add_model_commands(commands)
+    _add_serve_command(commands)
+    _add_experiment_commands(commands)
     return parser
 
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def run_reporting_errors(handler) -> int:
+    """Runs ``handler()``; errors meant for a person become one stderr line and exit 2."""
+    try:
+        return int(handler() or 0)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (TfrsMoviesError, FileNotFoundError, PermissionError) as error:
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,14 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s: %(message)s",
     )
-    try:
-        return int(args.handler(args) or 0)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (TfrsMoviesError, FileNotFoundError, PermissionError) as error:
-        print(f"error: {_one_line(error)}", file=sys.stderr)
-        return EXIT_ERROR
+    return run_reporting_errors(lambda: args.handler(args))
 
 
 if __name__ == "__main__":

@@ -136,6 +136,8 @@ class Recommender:
         self.seen_indptr = seen_indptr
         self.seen_movies = seen_movies
         self.manifest = manifest
+        self.config = json.loads((run_dir / "config.json").read_text())
+        self.temperature = float(self.config["model"]["temperature"])
         self._user_row = {uid: row for row, uid in enumerate(user_ids.tolist())}
         self._movie_row = {mid: row for row, mid in enumerate(self.movie_ids.tolist())}
         self._title_rows: dict[str, list[int]] = {}
@@ -233,13 +235,13 @@ class Recommender:
     # ----------------------------------------------------------------------------- recommend
     def recommend(self, user_ids: str | int | Iterable[str | int], k: int = 10,
                   num_candidates: int = 100, exclude_seen: bool = True, min_ratings: int = 0,
-                  rerank: bool = True):
+                  rerank_weight: float | None = None):
         """Top-k movies for known users: retrieve, filter, re-rank by predicted rating.
 
         ScaNN retrieves candidates; movies the user rated in training (``exclude_seen``) and
         movies with fewer than ``min_ratings`` training ratings are dropped; the first
-        ``num_candidates`` survivors are re-scored by the ranking model and the best ``k``
-        returned. When fewer than ``num_candidates`` survive the index's answer, the user's
+        ``num_candidates`` survivors are re-scored by the ranking model, blended with the
+        retrieval logit (see ``rerank_weight``), and the best ``k`` returned. When fewer than ``num_candidates`` survive the index's answer, the user's
         candidates come from exact search over the whole catalogue instead. If fewer than ``k``
         movies are left at all, the list is shorter than ``k``.
 
@@ -249,7 +251,10 @@ class Recommender:
             num_candidates: how many retrieved movies to re-rank (>= k).
             exclude_seen: drop movies the user rated in the training split.
             min_ratings: drop movies with fewer training ratings than this.
-            rerank: order by predicted rating (True) or keep the retrieval order (False).
+            rerank_weight: how much the predicted rating counts in the final order:
+                ``retrieval_score / temperature + rerank_weight * predicted_rating``. 0 keeps
+                the retrieval order; a large value orders by predicted rating alone. None uses
+                :data:`DEFAULT_RERANK_WEIGHT`.
 
         Returns:
             A list of :class:`Recommendation` for one user id, or a list of such lists.
@@ -289,7 +294,7 @@ class Recommender:
             candidate_rows,
             candidate_scores,
             k,
-            rerank,
+            rerank_weight,
             single,
             lambda movie_ids: self.ranking_model.score_candidates(tf.constant(users), movie_ids),
         )
@@ -332,7 +337,7 @@ class Recommender:
             keep &= self.num_ratings[movie_rows] >= min_ratings
         return keep
 
-    def _finish(self, candidate_rows, candidate_scores, k, rerank, single, score_fn):
+    def _finish(self, candidate_rows, candidate_scores, k, rerank_weight, single, score_fn):
         """Re-ranks each query's candidates with one batched ranking call; builds records."""
         import tensorflow as tf
 
@@ -347,8 +352,10 @@ class Recommender:
         results = []
         for i, rows in enumerate(candidate_rows):
             ratings = predicted[i, : len(rows)]
-            order = np.argsort(-ratings, kind="stable") if rerank else np.arange(len(rows))
-            order = order[:k]
+            if rerank_weight is None:
+                rerank_weight = DEFAULT_RERANK_WEIGHT
+            blended = candidate_scores[i] / self.temperature + rerank_weight * ratings
+            order = np.argsort(-blended, kind="stable")[:k]
             results.append(self._records(rows[order], candidate_scores[i][order], ratings[order]))
         return results[0] if single else results
 
@@ -379,8 +386,9 @@ class Recommender:
         """Folds a new user into the trained model: the query vector that best explains their movies.
 
         The movie vectors stay fixed; the user vector minimizes the same catalogue softmax the
-        retrieval task trained with (each rated movie a positive) plus an L2 penalty, by a few
-        deterministic Adam steps in numpy. The last coordinate stays 1 (the bias coordinate).
+        retrieval task trained with (each rated movie a positive, weighted by its rating: 2 stars
+        or less count 5%, 4 stars or more fully) plus an L2 penalty, by a few deterministic
+        Adam steps in numpy. The last coordinate stays 1 (the bias coordinate).
 
         Args:
             ratings: ``{movie id or exact title: rating}``; at least one.
@@ -392,10 +400,13 @@ class Recommender:
         Raises:
             ValueError: empty ratings or a rating outside 0.5-5; KeyError: unknown movie.
         """
-        rows, _ = self._rated_rows(ratings)
-        temperature = self._config()["model"]["temperature"]
+        rows, values = self._rated_rows(ratings)
+        temperature = self.temperature
         movies = self.movie_vectors.astype(np.float64)
-        target = movies[rows].mean(0)
+        # Training counts every rating as "chose to watch"; a person telling us a rating also
+        # says how much they liked it, so poorly rated movies pull the vector much less.
+        weights = np.clip((values - 2.0) / 2.0, 0.05, 1.0)
+        target = (weights[:, None] * movies[rows]).sum(0) / weights.sum()
         vector = np.zeros(movies.shape[1])
         vector[:-1] = target[:-1]
         vector[-1] = 1.0
@@ -430,19 +441,14 @@ class Recommender:
             values.append(value)
         return np.asarray(rows, np.int64), np.asarray(values, np.float32)
 
-    def _config(self) -> dict[str, Any]:
-        if not hasattr(self, "_config_cache"):
-            self._config_cache = json.loads((self.run_dir / "config.json").read_text())
-        return self._config_cache
-
     def recommend_for_ratings(self, ratings: Mapping[str | int, float], k: int = 10,
                               num_candidates: int = 100, min_ratings: int = 0,
-                              rerank: bool = True) -> list[Recommendation]:
+                              rerank_weight: float | None = None) -> list[Recommendation]:
         """Recommendations for a person who was not in training, from a few of their ratings.
 
         Args:
             ratings: ``{movie id or exact title: rating}``; the rated movies are never returned.
-            k, num_candidates, min_ratings, rerank: as in :meth:`recommend`.
+            k, num_candidates, min_ratings, rerank_weight: as in :meth:`recommend`.
 
         Raises:
             ValueError: empty ratings, bad rating values or k; KeyError: unknown movie.
@@ -451,9 +457,14 @@ class Recommender:
 
         self._check_k(k)
         self._check_k(num_candidates, "num_candidates")
-        rows, _ = self._rated_rows(ratings)
+        rows, values = self._rated_rows(ratings)
         vector = self.user_vector(ratings)
-        scores, ids = self.retrieval_index.search(tf.constant(vector[None, :]))
+        queries = tf.constant(vector[None, :])
+        # The person's rating bias (the ranking model has none for them): their mean residual.
+        given = self.ranking_model.score_vectors(queries, tf.constant(self.movie_ids[rows][None, :]
+                                                                      .astype(str)))
+        offset = float(np.mean(values - given.numpy()[0]))
+        scores, ids = self.retrieval_index.search(queries)
         candidate_rows, candidate_scores = self._filter(
             [rows], ids.numpy(), scores.numpy(), max(k, num_candidates), min_ratings,
             lambda i: vector,
@@ -462,13 +473,17 @@ class Recommender:
             candidate_rows,
             candidate_scores,
             k,
-            rerank,
+            rerank_weight,
             True,
-            lambda movie_ids: self.ranking_model.score_vectors(
-                tf.constant(vector[None, :]), movie_ids
-            ),
+            lambda movie_ids: self.ranking_model.score_vectors(queries, movie_ids) + offset,
         )
 
 
-# L2 weight on a folded-in user vector (in units of the mean softmax loss).
-_FOLD_IN_L2 = 0.01
+# Measured on ml-100k (see README): ordering purely by predicted rating halves Recall@10, since
+# a high predicted rating does not mean the user would choose the movie; a small weight keeps
+# the retrieval order and lets the rating break near-ties (0.25 measured best of 0-2).
+DEFAULT_RERANK_WEIGHT = 0.25
+
+# L2 weight on a folded-in user vector, relative to the mean softmax loss over the rated movies.
+# Tuned on ml-100k (default config): 3-10 best reproduce the trained users' top-50 from 10 ratings.
+_FOLD_IN_L2 = 5.0

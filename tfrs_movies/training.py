@@ -168,13 +168,36 @@ def make_optimizer(config: Config):
     return tf.keras.optimizers.Adam(t.learning_rate)
 
 
-def make_dataset(inputs: dict[str, np.ndarray], batch_size: int, order: np.ndarray | None = None):
-    """A batched tf.data pipeline over in-memory inputs, in ``order`` when given."""
+def make_dataset(
+    inputs: dict[str, np.ndarray],
+    batch_size: int,
+    order: np.ndarray | None = None,
+    num_replicas: int = 1,
+):
+    """A batched tf.data pipeline over in-memory inputs, in ``order`` when given.
+
+    ``batch_size`` is the global batch size. With ``num_replicas`` > 1 (a tf.distribute
+    strategy) each global batch is split across the replicas of all workers (DATA sharding:
+    every worker reads the same ordered data and keeps its replicas' share of each batch), and
+    a last partial batch smaller than ``num_replicas`` is dropped so no replica gets an empty
+    batch (at most ``num_replicas - 1`` examples per epoch).
+    """
     import tensorflow as tf
 
     if order is not None:
         inputs = {key: value[order] for key, value in inputs.items()}
+    # tf.distribute (issue 8): no empty replica batches; shard by data, not files.
+    num_examples = len(next(iter(inputs.values())))
+    if num_replicas > 1 and 0 < num_examples % batch_size < num_replicas:
+        keep = num_examples - num_examples % batch_size
+        inputs = {key: value[:keep] for key, value in inputs.items()}
     dataset = tf.data.Dataset.from_tensor_slices(inputs).batch(batch_size)
+    if num_replicas > 1:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
+        dataset = dataset.with_options(options)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -211,20 +234,28 @@ def fit_model(
     checkpoint_dir: Path | None = None,
     tensorboard_dir: Path | None = None,
     log: Log = _print,
+    resume_from: Path | None = None,
 ) -> FitResult:
     """Trains ``model`` epoch by epoch; checkpoints each epoch; stops early on validation loss.
 
     The model ends with the weights of its best validation epoch (the last epoch when there is
-    no validation split). With ``checkpoint_dir`` holding a checkpoint of an interrupted run,
-    training continues from it and ends where an uninterrupted run would have.
+    no validation split). With ``checkpoint_dir`` (or ``resume_from``, when given: a non-chief
+    worker resumes from the chief's checkpoints) holding a checkpoint of an interrupted run,
+    training continues from it and ends where an uninterrupted run would have. Under a
+    tf.distribute strategy (the model's), every worker must call this with the same data.
     """
     import tensorflow as tf
 
     t = config.train
+    # tf.distribute (issue 8): the global batch is split across the model's strategy's replicas.
+    num_replicas = model.distribute_strategy.num_replicas_in_sync
+    resume_from = checkpoint_dir if resume_from is None else resume_from
     fit_inputs = prepared.model_inputs(prepared.fit)
     has_validation = prepared.validation.num_ratings > 0
     validation_data = (
-        make_dataset(prepared.model_inputs(prepared.validation), 8192) if has_validation else None
+        make_dataset(prepared.model_inputs(prepared.validation), 8192, num_replicas=num_replicas)
+        if has_validation
+        else None
     )
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
     best_loss = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_loss")
@@ -244,9 +275,11 @@ def fit_model(
         best_manager = tf.train.CheckpointManager(
             tf.train.Checkpoint(model=model), str(checkpoint_dir / "best"), max_to_keep=1
         )
-        if manager.latest_checkpoint:
-            state.restore(manager.latest_checkpoint).expect_partial()
-            log(f"resumed from {manager.latest_checkpoint} after epoch {int(epoch.numpy())}")
+        # tf.distribute (issue 8): every worker restores from the chief's checkpoints.
+        latest = tf.train.latest_checkpoint(str(resume_from / "last"))
+        if latest:
+            state.restore(latest).expect_partial()
+            log(f"resumed from {latest} after epoch {int(epoch.numpy())}")
     writer = tf.summary.create_file_writer(str(tensorboard_dir)) if tensorboard_dir else None
     callbacks = []
     if tensorboard_dir is not None:
@@ -271,7 +304,7 @@ def fit_model(
             break
         started = time.perf_counter()
         order = epoch_order(prepared.fit.num_ratings, t.seed, current)
-        dataset = make_dataset(fit_inputs, t.batch_size, order)
+        dataset = make_dataset(fit_inputs, t.batch_size, order, num_replicas=num_replicas)
         logs = model.fit(
             dataset, epochs=current + 1, initial_epoch=current, verbose=0, callbacks=callbacks
         ).history
@@ -331,8 +364,12 @@ def fit_model(
             )
         )
     # Best weights back in place: from the best checkpoint, or from memory without checkpoints.
-    if best_manager is not None and best_manager.latest_checkpoint:
-        tf.train.Checkpoint(model=model).restore(best_manager.latest_checkpoint).expect_partial()
+    # tf.distribute (issue 8): a resumed non-chief worker's best epoch may be in the chief's dir.
+    best = best_manager is not None and (
+        best_manager.latest_checkpoint or tf.train.latest_checkpoint(str(resume_from / "best"))
+    )
+    if best:
+        tf.train.Checkpoint(model=model).restore(best).expect_partial()
     elif best_manager is None and history:
         for weight, value in zip(model.weights, best_weights, strict=True):
             weight.assign(value)
@@ -407,22 +444,32 @@ def evaluate_model(model, prepared: PreparedData, config: Config, log: Log = _pr
     started = time.perf_counter()
     test_inputs = prepared.model_inputs(prepared.test)
     catalogue = model.catalogue_vectors()
-    candidates = tfrs.layers.factorized_top_k.BruteForce(k=max(e.factorized_ks))
-    candidates.index(catalogue[1:], identifiers=tf.range(1, prepared.num_movies + 1))
-    factorized = tfrs.metrics.FactorizedTopK(candidates=candidates, ks=e.factorized_ks)
+    # A cut-off at or beyond the catalogue size is trivially 1.0; such ks are reported so.
+    ks = tuple(k for k in e.factorized_ks if k < prepared.num_movies)
+    results: dict[str, float] = {
+        f"factorized_top_{k}": 1.0 for k in e.factorized_ks if k >= prepared.num_movies
+    }
+    if ks:
+        candidates = tfrs.layers.factorized_top_k.BruteForce(k=max(ks))
+        candidates.index(catalogue[1:], identifiers=tf.range(1, prepared.num_movies + 1))
+        factorized = tfrs.metrics.FactorizedTopK(candidates=candidates, ks=ks)
     predictions = []
     for start in range(0, len(test_inputs["user"]), 8192):
         batch = {key: value[start : start + 8192] for key, value in test_inputs.items()}
         timestamps = batch["timestamp"] if config.model.use_timestamp else None
-        queries = model.user_tower(batch["user"], timestamps)
-        factorized.update_state(
-            queries, tf.gather(catalogue, batch["movie"]), true_candidate_ids=batch["movie"]
-        )
+        if ks:
+            queries = model.user_tower(batch["user"], timestamps)
+            factorized.update_state(
+                queries, tf.gather(catalogue, batch["movie"]), true_candidate_ids=batch["movie"]
+            )
         predictions.append(model.predict_ratings(batch["user"], batch["movie"]).numpy())
-    results: dict[str, float] = {
-        f"factorized_top_{k}": float(v.numpy())
-        for k, v in zip(e.factorized_ks, factorized.result(), strict=True)
-    }
+    if ks:
+        results.update(
+            {
+                f"factorized_top_{k}": float(v.numpy())
+                for k, v in zip(ks, factorized.result(), strict=True)
+            }
+        )
     results.update(
         evaluation.rating_metrics(np.concatenate(predictions), prepared.test.rating)
     )
@@ -442,6 +489,48 @@ def evaluate_model(model, prepared: PreparedData, config: Config, log: Log = _pr
         log(f"evaluated baselines in {time.perf_counter() - started:.1f}s")
     log(format_metrics(metrics))
     return metrics
+
+
+RERANK_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 1000.0)
+
+
+def evaluate_recommender(recommender, prepared: PreparedData, k: int = 10) -> dict[str, Any]:
+    """Top-N metrics of the exported pipeline on the test split: retrieval order vs re-ranked.
+
+    Both orders come from :meth:`Recommender.recommend` on the exported artifacts (ScaNN
+    candidates, seen movies excluded, ``num_candidates`` = 100), so this measures what
+    downstream code gets, and what re-scoring with the ranking model adds.
+    """
+    from tfrs_movies import evaluation
+
+    test_users = np.unique(prepared.test.user_index)
+    test_users = test_users[prepared.user_vocab_of_row[test_users] > 0]
+    user_ids = prepared.ratings.user_ids[test_users].astype(str).tolist()
+    row_of_movie = {m: r for r, m in enumerate(prepared.ratings.movie_ids.astype(str).tolist())}
+    relevant = prepared.test.subset(np.isin(prepared.test.user_index, test_users))
+    results = {}
+    from tfrs_movies.recommender import DEFAULT_RERANK_WEIGHT
+
+    orders = {"retrieval_order": 0.0, "reranked": DEFAULT_RERANK_WEIGHT}
+    orders.update({f"rerank_weight_{w:g}": w for w in RERANK_WEIGHTS})
+    for name, weight in orders.items():
+        lists = recommender.recommend(user_ids, k=k, rerank_weight=weight)
+        top = np.full((len(user_ids), k), -1, np.int64)
+        for i, records in enumerate(lists):
+            top[i, : len(records)] = [row_of_movie[r.movie_id] for r in records]
+        metrics = evaluation.topn_metrics_from_lists(
+            top, test_users, relevant, ks=(k,), ndcg_k=k, coverage_k=k
+        )
+        results[name] = {key: metrics[key] for key in (f"recall@{k}", f"ndcg@{k}")}
+    results["num_users"] = len(user_ids)
+    results["default_rerank_weight"] = DEFAULT_RERANK_WEIGHT
+    results["protocol"] = (
+        "Recommender.recommend(k=10, num_candidates=100, exclude_seen=True) on the exported "
+        "run, final order = retrieval_score / temperature + rerank_weight * predicted_rating "
+        "(retrieval_order: weight 0; rerank_weight_1000: essentially by predicted rating); "
+        "users of the test split that are in the training vocabulary"
+    )
+    return results
 
 
 _TABLE_KEYS = ("recall@10", "recall@100", "ndcg@10", "coverage@10", "factorized_top_100", "rmse",
@@ -516,8 +605,15 @@ def train_and_evaluate(
     Raises:
         TfrsMoviesError: the run directory exists, or data/config problems.
     """
-    from tfrs_movies import export
+    import tensorflow as tf
 
+    from tfrs_movies import distributed, export
+
+    # tf.distribute (issue 8): the strategy comes first (MultiWorkerMirroredStrategy must be
+    # created before other TensorFlow ops); only the chief writes the run directory.
+    strategy = distributed.make_strategy(config.train.strategy)
+    chief = distributed.is_chief(strategy)
+    replicated = strategy is not tf.distribute.get_strategy()  # not the default strategy
     workdir = Path(workdir)
     partial = workdir.with_name(workdir.name + ".partial")
     if workdir.exists():
@@ -538,28 +634,55 @@ def train_and_evaluate(
                     "config and overrides, or pass --overwrite to start over"
                 )
         elif overwrite:
-            shutil.rmtree(partial)
+            if chief:  # tf.distribute (issue 8)
+                shutil.rmtree(partial)
         else:
             raise TfrsMoviesError(
                 f"{partial} holds an interrupted run; pass --resume to continue it or "
                 "--overwrite to start over"
             )
-    partial.mkdir(parents=True, exist_ok=True)
-    save_config(config, partial / "config.json")
+    # tf.distribute (issue 8): every worker checks before the chief writes; a non-chief worker
+    # writes into a temporary directory instead of `partial` and resumes from the chief's.
+    distributed.all_workers_ok(strategy)
+    work = distributed.worker_dir(partial, strategy)
+    work.mkdir(parents=True, exist_ok=True)
+    save_config(config, work / "config.json")
 
     started = time.perf_counter()
     prepared = prepare_data(config, ratings=ratings, log=log)
     seed_everything(config.train.seed)
-    model = build_model(prepared, config)
-    model.compile(optimizer=make_optimizer(config))
+    with strategy.scope():  # tf.distribute (issue 8): model, optimizer and metrics replicated
+        model = build_model(prepared, config)
+        model.compile(optimizer=make_optimizer(config))
+        if replicated:
+            # Metric results are already aggregated across replicas: take one, do not sum.
+            model.distribute_reduction_method = "first"
     fit = fit_model(
         model,
         prepared,
         config,
-        checkpoint_dir=partial / "checkpoints",
-        tensorboard_dir=(partial / "tensorboard") if config.train.tensorboard else None,
+        checkpoint_dir=work / "checkpoints",
+        tensorboard_dir=(work / "tensorboard") if config.train.tensorboard and chief else None,
         log=log,
+        resume_from=partial / "checkpoints",
     )
+    # tf.distribute (issue 8): non-chief workers are done once the chief has exported; the
+    # chief evaluates and exports an unreplicated copy of the best weights (no collectives).
+    if not chief:
+        chief_ok = distributed.all_workers_ok(strategy)
+        distributed.remove_worker_dir(partial, strategy)
+        if not chief_ok:
+            raise TfrsMoviesError("the chief worker failed after training; see its log")
+        log(f"worker done; the chief writes {workdir}")
+        return RunResult(workdir, {}, config)
+    if replicated:
+        model = build_model(prepared, config)
+        restored = tf.train.Checkpoint(model=model).restore(
+            tf.train.latest_checkpoint(str(partial / "checkpoints" / "best"))
+        ).expect_partial()
+        sample = prepared.model_inputs(prepared.fit)
+        model.task_losses({key: value[:2] for key, value in sample.items()})  # creates weights
+        restored.assert_existing_objects_matched()
     metrics = evaluate_model(model, prepared, config, log=log)
     metrics["training"] = {
         "epochs_run": fit.epochs_run,
@@ -570,7 +693,18 @@ def train_and_evaluate(
         "history": fit.history,
     }
     export.export_run(model, prepared, config, metrics, partial, log=log)
+    from tfrs_movies.recommender import Recommender
+
+    metrics["pipeline"] = evaluate_recommender(Recommender.load(partial, verify=False), prepared)
+    pipeline = metrics["pipeline"]
+    log(
+        "exported pipeline on test users: recall@10 retrieval order "
+        f"{pipeline['retrieval_order']['recall@10']:.4f}, re-ranked "
+        f"{pipeline['reranked']['recall@10']:.4f}; ndcg@10 "
+        f"{pipeline['retrieval_order']['ndcg@10']:.4f} vs {pipeline['reranked']['ndcg@10']:.4f}"
+    )
     metrics["training"]["total_seconds"] = round(time.perf_counter() - started, 2)
     export.finalize_run(partial, workdir, metrics, overwrite=overwrite)
+    distributed.all_workers_ok(strategy)  # tf.distribute (issue 8): releases the other workers
     log(f"run complete: {workdir} ({metrics['training']['total_seconds']:.0f}s)")
     return RunResult(workdir, metrics, config)

@@ -1,0 +1,34 @@
+"""Measure recommendations for users who were not in training (see tfrs_movies.cold_start).
+
+    python scripts/evaluate_new_users.py --data ../shared/data/movielens/ml-100k --workdir runs/new-users
+"""
+
+import argparse
+import json
+import sys
+
+from tfrs_movies.cli import _add_config_arguments, config_from_args, run_reporting_errors
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _add_config_arguments(parser)
+    parser.add_argument("--workdir", required=True, help="run directory for the trained model")
+    parser.add_argument("--held-out-fraction", type=float, default=0.1)
+    parser.add_argument("--num-given", type=int, default=10)
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        from tfrs_movies.cold_start import evaluate_new_users
+
+        summary = evaluate_new_users(
+            config_from_args(args), args.workdir, args.held_out_fraction, args.num_given
+        )
+        print(json.dumps(summary, indent=2))
+        return 0
+
+    return run_reporting_errors(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

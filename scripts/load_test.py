@@ -1,0 +1,322 @@
+"""Load test of ``tfrs-movies serve`` on loopback: concurrent clients over every endpoint.
+
+    python scripts/load_test.py RUN_DIR            # starts the server on a free loopback port
+    python scripts/load_test.py http://127.0.0.1:8000
+
+Each of ``--clients`` threads (default 50) sends ``--requests`` requests (default 40) over one
+keep-alive connection, cycling through user recommendations, new-user recommendations (POST),
+similar movies, title search and health, with seeded random users, movies and queries. The
+whole test stops after ``--max-seconds``; every request has a ``--timeout``. Prints p50, p90,
+p99 and max latency overall and per endpoint, throughput, and errors (any non-200 answer or
+failed request). Exit status 0 when every request was sent and answered 200, 1 otherwise, 2 on
+bad arguments or a server that does not start. Only loopback addresses are accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+KINDS = ("user", "new_user", "similar", "search", "health")
+
+
+@dataclass
+class Result:
+    """What the clients saw."""
+
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: Counter = field(default_factory=Counter)
+    not_sent: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get_json(host: str, port: int, path: str, timeout: float = 10.0):
+    """GET ``path`` and decode JSON; raises on a non-200 answer."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"GET {path}: HTTP {response.status}: {body[:200]!r}")
+        return json.loads(body)
+    finally:
+        connection.close()
+
+
+def wait_for_health(host: str, port: int, process: subprocess.Popen | None, seconds: float):
+    """Polls /health until it answers 200; returns its JSON."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode}")
+        try:
+            return get_json(host, port, "/health", timeout=2.0)
+        except (OSError, RuntimeError, ValueError):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no answer from /health within {seconds:.0f} s") from None
+            time.sleep(0.25)
+
+
+def plan_requests(client: int, count: int, users, movies, queries, seed: int):
+    """The (kind, method, path, body) requests of one client, seeded."""
+    rng = random.Random(seed * 1_000_003 + client)
+    requests = []
+    for i in range(count):
+        kind = KINDS[(client + i) % len(KINDS)]
+        if kind == "user":
+            path = f"/v1/users/{urllib.parse.quote(rng.choice(users))}/recommendations?k=10"
+            requests.append((kind, "GET", path, None))
+        elif kind == "new_user":
+            picked = rng.sample(movies, min(len(movies), rng.randint(2, 5)))
+            ratings = {m: rng.choice([3.0, 3.5, 4.0, 4.5, 5.0]) for m in picked}
+            body = json.dumps({"ratings": ratings, "k": 10}).encode()
+            requests.append((kind, "POST", "/v1/recommendations", body))
+        elif kind == "similar":
+            path = f"/v1/movies/{urllib.parse.quote(rng.choice(movies))}/similar?k=10"
+            requests.append((kind, "GET", path, None))
+        elif kind == "search":
+            query = urllib.parse.urlencode({"query": rng.choice(queries), "limit": 20})
+            requests.append((kind, "GET", f"/v1/movies?{query}", None))
+        else:
+            requests.append((kind, "GET", "/health", None))
+    return requests
+
+
+def run_client(host, port, requests, timeout, deadline, start, result: Result) -> None:
+    """Sends the requests one after another over a keep-alive connection."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    headers = {"Content-Type": "application/json"}
+    start.wait()
+    try:
+        for done, (kind, method, path, body) in enumerate(requests):
+            if time.monotonic() > deadline:
+                with result.lock:
+                    result.not_sent += len(requests) - done
+                return
+            began = time.perf_counter()
+            try:
+                connection.request(method, path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException) as error:
+                status = type(error).__name__
+                connection.close()
+                connection = http.client.HTTPConnection(host, port, timeout=timeout)
+            elapsed = time.perf_counter() - began
+            with result.lock:
+                result.latencies[kind].append(elapsed)
+                if status != 200:
+                    result.errors[f"{kind}: {status}"] += 1
+    finally:
+        connection.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), nearest rank."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values]
+    return {
+        "count": len(ms),
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": max(ms) if ms else float("nan"),
+        "mean_ms": statistics.fmean(ms) if ms else float("nan"),
+    }
+
+
+def load_test(host: str, port: int, args: argparse.Namespace) -> dict:
+    """Runs the clients against a running server; returns the summary."""
+    health = wait_for_health(host, port, None, 10)
+    users = get_json(host, port, "/v1/users?limit=1000")["user_ids"]
+    movies_page = get_json(host, port, "/v1/movies?limit=100")["movies"]
+    movies = [m["movie_id"] for m in movies_page]
+    words = {w.strip("(),.:").lower() for m in movies_page for w in m["title"].split()}
+    queries = sorted(w for w in words if len(w) >= 3 and not w.isdigit()) or ["a"]
+    plans = [
+        plan_requests(c, args.requests, users, movies, queries, args.seed)
+        for c in range(args.clients)
+    ]
+    # Warm-up outside the measurement: one request of each kind.
+    for _kind, method, path, body in plans[0][: len(KINDS)]:
+        connection = http.client.HTTPConnection(host, port, timeout=args.timeout)
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        connection.getresponse().read()
+        connection.close()
+
+    result = Result()
+    start = threading.Barrier(args.clients + 1)
+    deadline = time.monotonic() + args.max_seconds
+    threads = [
+        threading.Thread(
+            target=run_client,
+            args=(host, port, plan, args.timeout, deadline, start, result),
+            daemon=True,
+        )
+        for plan in plans
+    ]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()) + args.timeout + 5)
+    wall = time.perf_counter() - began
+    everything = [v for values in result.latencies.values() for v in values]
+    with result.lock:  # threads still running past the deadline cannot change the numbers now
+        sent = len(everything)
+        errors = sum(result.errors.values())
+        not_sent = args.clients * args.requests - sent
+    return {
+        "url": f"http://{host}:{port}",
+        "run_name": health.get("run_name"),
+        "clients": args.clients,
+        "requests_per_client": args.requests,
+        "sent": sent,
+        "not_sent": not_sent,
+        "errors": errors,
+        "error_kinds": dict(result.errors),
+        "wall_seconds": wall,
+        "throughput_rps": sent / wall if wall > 0 else float("nan"),
+        "overall": summarize(everything),
+        "per_endpoint": {kind: summarize(result.latencies[kind]) for kind in KINDS},
+        "target_p99_ms": args.target_p99_ms,
+    }
+
+
+def print_summary(summary: dict) -> None:
+    overall = summary["overall"]
+    print(
+        f"load test: {summary['clients']} clients x {summary['requests_per_client']} requests "
+        f"against {summary['url']} (run {summary['run_name']})"
+    )
+    print(
+        f"  sent {summary['sent']}  errors {summary['errors']}  not sent {summary['not_sent']}  "
+        f"wall {summary['wall_seconds']:.1f} s  throughput {summary['throughput_rps']:.0f} req/s"
+    )
+    print(
+        f"  latency ms: p50 {overall['p50_ms']:.1f}  p90 {overall['p90_ms']:.1f}  "
+        f"p99 {overall['p99_ms']:.1f}  max {overall['max_ms']:.1f}"
+    )
+    for kind, stats in summary["per_endpoint"].items():
+        print(
+            f"    {kind:<9} n={stats['count']:<5} p50 {stats['p50_ms']:7.1f}  "
+            f"p99 {stats['p99_ms']:7.1f}  max {stats['max_ms']:7.1f}"
+        )
+    for kind, count in sorted(summary["error_kinds"].items()):
+        print(f"  error {kind}: {count}")
+    met = overall["p99_ms"] <= summary["target_p99_ms"]
+    print(f"  target p99 <= {summary['target_p99_ms']:g} ms: {'met' if met else 'MISSED'}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", metavar="RUN_DIR_OR_URL", help="run directory or loopback URL")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
+    parser.add_argument("--requests", type=int, default=40, help="requests per client (default 40)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="per request, seconds")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="whole test, seconds")
+    parser.add_argument("--startup-seconds", type=float, default=180.0, help="server start limit")
+    parser.add_argument("--seed", type=int, default=0, help="random users/movies/queries")
+    parser.add_argument("--target-p99-ms", type=float, default=50.0, help="p99 goal (default 50)")
+    parser.add_argument("--access-log", action="store_true", help="server logs every request")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args(argv)
+    for name, most in (("clients", 500), ("requests", 10_000)):
+        value = getattr(args, name)
+        if not 1 <= value <= most:
+            parser.error(f"--{name} must be within 1-{most}, got {value}")
+    if not 0 < args.max_seconds <= 3600 or not 0 < args.timeout <= 300:
+        parser.error("--max-seconds must be within 0-3600 and --timeout within 0-300")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    process = None
+    log = None
+    started = False  # the server answered; its log is deleted at the end
+    if "://" in args.target:
+        url = urllib.parse.urlsplit(args.target)
+        if url.scheme != "http" or url.hostname not in LOOPBACK:
+            print(
+                f"error: only http:// loopback URLs are allowed, got {args.target}", file=sys.stderr
+            )
+            return 2
+        host, port = url.hostname, url.port or 80
+    else:
+        run_dir = Path(args.target)
+        if not run_dir.is_dir():
+            print(f"error: {run_dir} is neither a run directory nor a URL", file=sys.stderr)
+            return 2
+        host, port = "127.0.0.1", free_port()
+        command = [sys.executable, "-m", "tfrs_movies.cli", "serve", str(run_dir)]
+        command += ["--host", host, "--port", str(port), "--log-level", "warning"]
+        if not args.access_log:
+            command.append("--no-access-log")
+        log = tempfile.NamedTemporaryFile("w+", prefix="tfrs-serve-", suffix=".log", delete=False)
+        print(f"starting the server on {host}:{port} (log {log.name})", file=sys.stderr)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+    try:
+        if process is not None:
+            try:
+                wait_for_health(host, port, process, args.startup_seconds)
+                started = True
+            except RuntimeError as error:
+                log.seek(0)
+                tail = log.read()[-2000:]
+                print(f"error: the server did not start: {error}\n{tail}", file=sys.stderr)
+                return 2
+        summary = load_test(host, port, args)
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if log is not None:
+            log.close()
+            if started:
+                os.unlink(log.name)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_summary(summary)
+    return 0 if summary["errors"] == 0 and summary["not_sent"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

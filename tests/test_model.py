@@ -1,0 +1,136 @@
+"""The multitask model: hand-computed losses, loss-weight validation, tower shapes and sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfrs_movies.config import ModelConfig, load_config
+from tfrs_movies.errors import ConfigError
+
+tf = pytest.importorskip("tensorflow")
+
+from tfrs_movies.model import MovieLensModel  # noqa: E402
+from tfrs_movies.model.features import FeatureTables, release_year, title_words  # noqa: E402
+
+NUM_USERS, NUM_MOVIES = 4, 6
+
+
+def _tables() -> FeatureTables:
+    return FeatureTables(
+        movie_genres=np.zeros((NUM_MOVIES + 1, 21), np.float32),
+        movie_year=np.zeros(NUM_MOVIES + 1, np.int32),
+        movie_title_tokens=np.zeros((NUM_MOVIES + 1, 8), np.int32),
+        num_title_words=0,
+        user_age=np.zeros(NUM_USERS + 1, np.int32),
+        user_gender=np.zeros(NUM_USERS + 1, np.int32),
+        user_occupation=np.zeros(NUM_USERS + 1, np.int32),
+        has_demographics=False,
+        timestamp_mean=0.0,
+        timestamp_std=1.0,
+    )
+
+
+def _model(negatives: str, retrieval_weight: float, rating_weight: float) -> MovieLensModel:
+    config = ModelConfig(
+        embedding_dim=3,
+        use_genres=False,
+        use_year=False,
+        use_demographics=False,
+        rating_hidden_units=(4,),
+        rating_dropout=0.0,
+        embedding_l2=0.0,
+        temperature=0.5,
+        retrieval_negatives=negatives,
+    )
+    tf.keras.utils.set_random_seed(1)
+    frequencies = np.array([0, 5, 1, 1, 2, 3, 1])
+    return MovieLensModel(
+        NUM_USERS, NUM_MOVIES, _tables(), 3.5, frequencies, config, retrieval_weight,
+        rating_weight,
+    )
+
+
+BATCH = {
+    "user": np.array([1, 2, 3], np.int32),
+    "movie": np.array([2, 2, 5], np.int32),
+    "rating": np.array([4.0, 2.0, 5.0], np.float32),
+}
+
+
+def _reference_losses(model: MovieLensModel, negatives: str) -> tuple[float, float]:
+    """Numpy re-computation of both task losses from the model's own tower outputs."""
+    users = model.user_tower(BATCH["user"]).numpy()
+    catalogue = model.catalogue_vectors().numpy()
+    positives = catalogue[BATCH["movie"]]
+    predictions = model.predict_ratings(BATCH["user"], BATCH["movie"]).numpy()
+    rating_loss = float(np.mean((predictions - BATCH["rating"]) ** 2))
+    if negatives == "catalogue":
+        logits = users @ catalogue.T / 0.5  # every movie (incl. the OOV row) is a candidate
+        target = logits[np.arange(3), BATCH["movie"]]
+    else:
+        logits = users @ positives.T / 0.5
+        probability = model.sampling_probability.numpy()[BATCH["movie"]]
+        logits = logits - np.log(probability)[None, :]
+        # Accidental hits: rows 0 and 1 share movie 2, so each masks the other's column.
+        same = BATCH["movie"][:, None] == BATCH["movie"][None, :]
+        logits = np.where(same & ~np.eye(3, dtype=bool), -np.inf, logits)
+        target = np.diag(logits)
+    log_normalizer = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+    retrieval_loss = float(np.mean(log_normalizer - target))
+    return retrieval_loss, rating_loss
+
+
+@pytest.mark.parametrize("negatives", ["catalogue", "in_batch"])
+@pytest.mark.parametrize("weights", [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (2.0, 0.5)])
+def test_loss_is_the_weighted_sum_of_hand_computed_task_losses(negatives, weights):
+    model = _model(negatives, *weights)
+    retrieval, rating = _reference_losses(model, negatives)
+    got_retrieval, got_rating = model.task_losses(BATCH, training=False)
+    assert float(got_retrieval) == pytest.approx(retrieval, rel=1e-5)
+    assert float(got_rating) == pytest.approx(rating, rel=1e-5)
+    total = float(model.compute_loss(BATCH, training=False))
+    assert total == pytest.approx(weights[0] * retrieval + weights[1] * rating, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "weights", [(0.0, 0.0), (-1.0, 1.0), (1.0, float("nan")), (float("inf"), 1.0)]
+)
+def test_invalid_loss_weights_are_rejected(weights):
+    with pytest.raises(ConfigError, match="weight"):
+        _model("catalogue", *weights)
+    overrides = [f"train.retrieval_weight={weights[0]}", f"train.rating_weight={weights[1]}"]
+    with pytest.raises(ConfigError, match="weight"):
+        load_config(None, overrides)
+
+
+def test_towers_output_bias_coordinate_and_pinned_parameter_count():
+    model = _model("catalogue", 1.0, 1.0)
+    users = model.user_tower(BATCH["user"]).numpy()
+    movies = model.movie_tower(BATCH["movie"]).numpy()
+    assert users.shape == (3, 4) and movies.shape == (3, 4)
+    np.testing.assert_array_equal(users[:, -1], 1.0)  # the constant that multiplies the bias
+    np.testing.assert_array_equal(movies[:, -1], 0.0)  # biases start at zero
+    # (users+1) * dim user ids; (movies+1) * dim movie ids + (movies+1) biases.
+    assert model.user_tower.count_params() == (NUM_USERS + 1) * 3
+    assert model.movie_tower.count_params() == (NUM_MOVIES + 1) * 4
+
+
+def test_rating_predictions_start_near_the_global_mean_and_stay_on_scale():
+    model = _model("catalogue", 1.0, 1.0)
+    predictions = model.predict_ratings(BATCH["user"], BATCH["movie"]).numpy()
+    assert np.all(np.abs(predictions - 3.5) < 1.0)
+
+
+@pytest.mark.parametrize(
+    ("title", "year", "words"),
+    [
+        ("Toy Story (1995)", 1995, ["toy", "story"]),
+        ("City of Lost Children, The (Cité des enfants perdus, La) (1995)", 1995, None),
+        ("Unknown movie", None, ["unknown", "movie"]),
+    ],
+)
+def test_title_parsing(title, year, words):
+    assert release_year(title) == year
+    if words is not None:
+        assert title_words(title) == words
