@@ -4,8 +4,10 @@
 
 Each size runs in a fresh subprocess (so peak RSS is per size). Sizes above ``--max-run`` are
 not run but extrapolated (power law through the two largest measured sizes) unless the
-measured rows predict that they fit in ``--budget-minutes``. The last line is
-``epoch_seconds_<size> <number>`` for the largest size (measured or, marked, extrapolated).
+measured rows predict that they fit in ``--budget-minutes``. With ``--max-epoch-steps`` an
+epoch longer than that is timed on a sample of steps and projected (marked in the table).
+The last line is ``epoch_seconds_<size> <number>`` for the largest size (measured, projected
+or extrapolated, as marked).
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-epoch-steps", type=int, default=None,
                         help="time at most this many steps of an epoch and project the rest "
                         "(marked 'projected' in the table)")
+    parser.add_argument("overrides", nargs="*",
+                        help="extra section.key=value overrides (what-if runs)")
     parser.add_argument("--one-size", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one_size is not None:  # the child process
         row = benchmarking.scale_one_size(args.one_size, train=not args.no_train,
                                           max_epoch_steps=args.max_epoch_steps,
+                                          overrides=args.overrides,
                                           log=lambda m: print(m, flush=True))
         print(json.dumps(row))
         return
@@ -48,6 +53,11 @@ def main(argv: list[str] | None = None) -> None:
         if size > args.max_run and len(rows) >= 2:
             guess = benchmarking.extrapolate_scale(rows, size)
             minutes = (guess.get("prep s", 0) + guess.get("epoch s", 0)) / 60
+            if args.max_epoch_steps is not None:
+                # Epochs are projected from a step sample: the run costs its preparation plus
+                # about what the sample cost at the largest measured size.
+                minutes = (2 * guess.get("prep s", 0) + rows[-1]["process s"]
+                           - rows[-1]["prep s"]) / 60
             if minutes > args.budget_minutes:
                 print(f"size {size:,}: extrapolated {minutes:.1f} min > budget "
                       f"{args.budget_minutes} min: not run", flush=True)
@@ -56,10 +66,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"size {size:,} ...", flush=True)
         rows.append(benchmarking.run_scale_subprocess(Path(__file__).resolve(), size,
                                                       train=not args.no_train,
-                                                      max_epoch_steps=args.max_epoch_steps))
+                                                      max_epoch_steps=args.max_epoch_steps,
+                                                      overrides=args.overrides))
         print(benchmarking.format_table(rows[-1:]), flush=True)
     benchmarking.growth_factors(rows, KEYS)
-    columns = ["ratings", "users", "movies", "negatives", "load s", "prepare s", "prep s",
+    columns = ["overrides", "ratings", "users", "movies", "negatives", "load s", "prepare s",
+               "prep s",
                "epoch s", "epoch", "ex/s", "prep RSS GiB", "peak RSS GiB", "note", "ratings_x",
                *(f"{k}_x" for k in KEYS)]
     print()

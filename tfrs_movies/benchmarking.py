@@ -745,7 +745,8 @@ def _timed_partial_epoch(model, prepared, config, steps: int,
 
 
 def scale_one_size(num_ratings: int, train: bool = True, seed: int = 0,
-                   max_epoch_steps: int | None = None, log: Log = _print) -> dict[str, Any]:
+                   max_epoch_steps: int | None = None, overrides: Sequence[str] = (),
+                   log: Log = _print) -> dict[str, Any]:
     """Data preparation, one training epoch and peak RSS at one size (run in a fresh process).
 
     Args:
@@ -754,6 +755,7 @@ def scale_one_size(num_ratings: int, train: bool = True, seed: int = 0,
         seed: synthetic data seed.
         max_epoch_steps: when the epoch has more steps than this, time this many steps (after
             a warm-up) and project the whole epoch from them (marked in the ``epoch`` column).
+        overrides: extra ``section.key=value`` config overrides (for what-if rows).
 
     Returns:
         One table row.
@@ -764,7 +766,7 @@ def scale_one_size(num_ratings: int, train: bool = True, seed: int = 0,
 
     users, movies = movielens_shape(num_ratings)
     source = f"synthetic:users={users},movies={movies},ratings={num_ratings},seed={seed}"
-    config = load_config(None, [*SCALE_OVERRIDES, f"data.source={source}"])
+    config = load_config(None, [*SCALE_OVERRIDES, f"data.source={source}", *overrides])
     times: dict[str, float] = {}
     with timed(times, "load"):
         ratings = load_source(source)
@@ -799,9 +801,10 @@ def scale_one_size(num_ratings: int, train: bool = True, seed: int = 0,
 
 
 def run_scale_subprocess(script: Path, num_ratings: int, train: bool,
-                         max_epoch_steps: int | None = None, log: Log = _print) -> dict[str, Any]:
+                         max_epoch_steps: int | None = None, overrides: Sequence[str] = (),
+                         log: Log = _print) -> dict[str, Any]:
     """Runs ``script --one-size N`` in a fresh interpreter and parses its JSON last line."""
-    command = [sys.executable, str(script), "--one-size", str(num_ratings)]
+    command = [sys.executable, str(script), "--one-size", str(num_ratings), *overrides]
     if not train:
         command.append("--no-train")
     if max_epoch_steps is not None:
@@ -813,6 +816,8 @@ def run_scale_subprocess(script: Path, num_ratings: int, train: bool,
         raise RuntimeError(f"size {num_ratings:,} failed with exit code {process.returncode}")
     row = json.loads(process.stdout.strip().splitlines()[-1])
     row["process s"] = time.perf_counter() - started
+    if overrides:
+        row["overrides"] = " ".join(overrides)
     return row
 
 

@@ -17,6 +17,7 @@ ops, so every worker saves, but only the chief's files are kept).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ TF_CONFIG = "TF_CONFIG"
 # MultiWorkerMirroredStrategy can be created once per process (it configures the collective
 # runtime); later calls return the same instance.
 _MULTI_WORKER: Any = None
+_REGISTERED: set[Path] = set()
 
 
 def read_tf_config(environ: dict[str, str] | None = None) -> dict[str, Any] | None:
@@ -185,6 +187,9 @@ def worker_dir(path: str | Path, strategy) -> Path:
         return path
     task_type, task_id, _ = _task(strategy)
     root = Path(tempfile.gettempdir()) / f"tfrs_movies-{task_type}{task_id}-{os.getpid()}"
+    if root not in _REGISTERED:  # removed at exit too, should the worker fail before cleanup
+        _REGISTERED.add(root)
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
     return root / path.name
 
 

@@ -143,6 +143,12 @@ class Recommender:
         self._title_rows: dict[str, list[int]] = {}
         for row, title in enumerate(self.titles.tolist()):
             self._title_rows.setdefault(title, []).append(row)
+        # Fixed-width bytes: TensorFlow takes them without per-string conversion, and sorted
+        # they map the index's answers back to rows by binary search.
+        self._id_bytes = np.array([m.encode() for m in self.movie_ids.tolist()])
+        order = np.argsort(self._id_bytes, kind="stable")
+        self._sorted_id_bytes = self._id_bytes[order]
+        self._sorted_id_rows = order.astype(np.int64)
         embedding = movie_vectors[:, :-1]  # the last column is the retrieval bias
         norms = np.linalg.norm(embedding, axis=1, keepdims=True)
         self._unit_vectors = embedding / np.maximum(norms, 1e-12)
@@ -312,27 +318,41 @@ class Recommender:
         Returns:
             (rows, scores): per query, int64 movie rows and their retrieval scores.
         """
-        all_rows, all_scores = [], []
-        for i, drop in enumerate(excluded):
-            movie_rows = np.fromiter(
-                (self._movie_row[m] for m in ids[i].astype(str)), np.int64, len(ids[i])
-            )
-            query_scores = scores[i]
-            keep = self._keep_mask(movie_rows, drop, min_ratings)
-            if keep.sum() < wanted and len(movie_rows) < len(self.movie_ids):
+        movie_rows = self._rows_of_ids(ids)
+        keep = self._keep_matrix(movie_rows, excluded, min_ratings)
+        # Position of each kept candidate among its query's kept ones; keep the first `wanted`.
+        rank = np.cumsum(keep, axis=1)
+        keep &= rank <= wanted
+        counts = keep.sum(axis=1)
+        all_rows = np.split(movie_rows[keep], np.cumsum(counts)[:-1])
+        all_scores = np.split(scores[keep], np.cumsum(counts)[:-1])
+        if movie_rows.shape[1] < len(self.movie_ids):
+            for i in np.flatnonzero(counts < wanted):
                 # The index's answer ran out after filtering: exact search over the catalogue.
                 query_scores = self.movie_vectors @ query_vector(i)
-                movie_rows = np.argsort(-query_scores, kind="stable")
-                query_scores = query_scores[movie_rows]
-                keep = self._keep_mask(movie_rows, drop, min_ratings)
-            all_rows.append(movie_rows[keep][:wanted])
-            all_scores.append(query_scores[keep][:wanted])
+                order = np.argsort(-query_scores, kind="stable")
+                mask = self._keep_matrix(order[None, :], excluded[i : i + 1], min_ratings)[0]
+                all_rows[i] = order[mask][:wanted]
+                all_scores[i] = query_scores[order][mask][:wanted]
         return all_rows, all_scores
 
-    def _keep_mask(self, movie_rows, excluded, min_ratings):
-        keep = np.ones(len(movie_rows), bool)
-        if excluded is not None and len(excluded):
-            keep &= ~np.isin(movie_rows, excluded)
+    def _rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        """(Q, K) movie-id bytes -> (Q, K) int64 movie rows, vectorized by binary search."""
+        positions = np.searchsorted(self._sorted_id_bytes, ids)
+        return self._sorted_id_rows[positions]
+
+    def _keep_matrix(self, movie_rows, excluded, min_ratings):
+        """(Q, K) bool: candidates that are neither excluded for their query nor too rare."""
+        keep = np.ones(movie_rows.shape, bool)
+        sizes = [0 if drop is None else len(drop) for drop in excluded]
+        if sum(sizes):
+            # Membership of (query, movie) pairs, as one integer key per pair.
+            n = len(self.movie_ids)
+            query_of_drop = np.repeat(np.arange(len(excluded)), sizes)
+            drops = np.concatenate([d for d in excluded if d is not None and len(d)])
+            dropped_keys = query_of_drop * n + drops
+            keys = np.arange(len(excluded))[:, None] * n + movie_rows
+            keep &= ~np.isin(keys, dropped_keys)
         if min_ratings > 0:
             keep &= self.num_ratings[movie_rows] >= min_ratings
         return keep
@@ -345,15 +365,15 @@ class Recommender:
         if width == 0:
             results: list[list[Recommendation]] = [[] for _ in candidate_rows]
             return results[0] if single else results
-        padded = np.full((len(candidate_rows), width), "", dtype=object)
+        padded = np.full((len(candidate_rows), width), b"", dtype=self._id_bytes.dtype)
         for i, rows in enumerate(candidate_rows):
-            padded[i, : len(rows)] = self.movie_ids[rows]
-        predicted = score_fn(tf.constant(padded.astype(str))).numpy()
+            padded[i, : len(rows)] = self._id_bytes[rows]
+        predicted = score_fn(tf.constant(padded)).numpy()
+        if rerank_weight is None:
+            rerank_weight = DEFAULT_RERANK_WEIGHT
         results = []
         for i, rows in enumerate(candidate_rows):
             ratings = predicted[i, : len(rows)]
-            if rerank_weight is None:
-                rerank_weight = DEFAULT_RERANK_WEIGHT
             blended = candidate_scores[i] / self.temperature + rerank_weight * ratings
             order = np.argsort(-blended, kind="stable")[:k]
             results.append(self._records(rows[order], candidate_scores[i][order], ratings[order]))

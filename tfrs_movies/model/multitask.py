@@ -6,6 +6,8 @@ regularization, which tfrs.Model adds as ``regularization_loss``).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -112,6 +114,11 @@ class MovieLensModel(tfrs.models.Model):
     ):
         super().__init__()
         validate_loss_weights(retrieval_weight, rating_weight)
+        # tfrs.Model adds the L2 penalties on every replica and tf.distribute sums replica
+        # gradients: dividing the strength by the replica count keeps the penalty the same.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            config = dataclasses.replace(config, embedding_l2=config.embedding_l2 / replicas)
         self.num_movies = num_movies
         self.retrieval_weight = float(retrieval_weight)
         self.rating_weight = float(rating_weight)
