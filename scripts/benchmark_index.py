@@ -23,27 +23,50 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=_sizes, default=[100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=33, help="vector size (embedding + bias)")
     parser.add_argument("--queries", type=int, default=1000, help="held-out evaluation queries")
-    parser.add_argument("--tune-queries", type=int, default=256,
-                        help="query sample for export.tune_scann (exact search is in memory)")
+    parser.add_argument(
+        "--tune-queries",
+        type=int,
+        default=256,
+        help="query sample for export.tune_scann (exact search is in memory)",
+    )
     parser.add_argument("--k", type=int, default=100, help="results per query (exported: 100+)")
     parser.add_argument("--target-recall", type=float, default=0.95)
-    parser.add_argument("--random-at", type=_sizes, default=[1_000_000],
-                        help="sizes at which the structureless random case is also run")
+    parser.add_argument(
+        "--random-at",
+        type=_sizes,
+        default=[1_000_000],
+        help="sizes at which the structureless random case is also run",
+    )
     args = parser.parse_args(argv)
     import scann  # noqa: F401  (registers the ScaNN ops for tf.saved_model.load)
 
     rows = benchmarking.run_index_benchmark(
-        args.sizes, args.dim, args.queries, args.k, args.target_recall, args.tune_queries,
-        args.random_at)
+        args.sizes,
+        args.dim,
+        args.queries,
+        args.k,
+        args.target_recall,
+        args.tune_queries,
+        args.random_at,
+    )
     print()
     print(benchmarking.format_table(rows))
     largest = max(r["N"] for r in rows)
     row = next(r for r in rows if r["N"] == largest and r["vectors"] == "clustered")
     for r in rows:
-        print(benchmarking.Target(f"recall@10 ({r['vectors']}, N={r['N']:,})", r["recall@10"],
-                                  args.target_recall, True).line())
-        print(benchmarking.Target(f"speedup vs brute force ({r['vectors']}, N={r['N']:,})",
-                                  r["speedup"], 20.0, True).line())
+        print(
+            benchmarking.Target(
+                f"recall@10 ({r['vectors']}, N={r['N']:,})",
+                r["recall@10"],
+                args.target_recall,
+                True,
+            ).line()
+        )
+        print(
+            benchmarking.Target(
+                f"speedup vs brute force ({r['vectors']}, N={r['N']:,})", r["speedup"], 20.0, True
+            ).line()
+        )
     name = "1m" if largest == 1_000_000 else str(largest)
     print(f"scann_speedup_{name} {row['speedup']:.2f}")
 

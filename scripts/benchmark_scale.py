@@ -28,24 +28,37 @@ def _sizes(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=_sizes, default=[100_000, 1_000_000, 10_000_000,
-                                                         25_000_000])
-    parser.add_argument("--max-run", type=int, default=10_000_000,
-                        help="sizes above this run only if extrapolation fits the budget")
+    parser.add_argument(
+        "--sizes", type=_sizes, default=[100_000, 1_000_000, 10_000_000, 25_000_000]
+    )
+    parser.add_argument(
+        "--max-run",
+        type=int,
+        default=10_000_000,
+        help="sizes above this run only if extrapolation fits the budget",
+    )
     parser.add_argument("--budget-minutes", type=float, default=12.0)
     parser.add_argument("--no-train", action="store_true", help="data preparation only")
-    parser.add_argument("--max-epoch-steps", type=int, default=None,
-                        help="time at most this many steps of an epoch and project the rest "
-                        "(marked 'projected' in the table)")
-    parser.add_argument("overrides", nargs="*",
-                        help="extra section.key=value overrides (what-if runs)")
+    parser.add_argument(
+        "--max-epoch-steps",
+        type=int,
+        default=None,
+        help="time at most this many steps of an epoch and project the rest "
+        "(marked 'projected' in the table)",
+    )
+    parser.add_argument(
+        "overrides", nargs="*", help="extra section.key=value overrides (what-if runs)"
+    )
     parser.add_argument("--one-size", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one_size is not None:  # the child process
-        row = benchmarking.scale_one_size(args.one_size, train=not args.no_train,
-                                          max_epoch_steps=args.max_epoch_steps,
-                                          overrides=args.overrides,
-                                          log=lambda m: print(m, flush=True))
+        row = benchmarking.scale_one_size(
+            args.one_size,
+            train=not args.no_train,
+            max_epoch_steps=args.max_epoch_steps,
+            overrides=args.overrides,
+            log=lambda m: print(m, flush=True),
+        )
         print(json.dumps(row))
         return
     rows: list[dict] = []
@@ -56,24 +69,47 @@ def main(argv: list[str] | None = None) -> None:
             if args.max_epoch_steps is not None:
                 # Epochs are projected from a step sample: the run costs its preparation plus
                 # about what the sample cost at the largest measured size.
-                minutes = (2 * guess.get("prep s", 0) + rows[-1]["process s"]
-                           - rows[-1]["prep s"]) / 60
+                minutes = (
+                    2 * guess.get("prep s", 0) + rows[-1]["process s"] - rows[-1]["prep s"]
+                ) / 60
             if minutes > args.budget_minutes:
-                print(f"size {size:,}: extrapolated {minutes:.1f} min > budget "
-                      f"{args.budget_minutes} min: not run", flush=True)
+                print(
+                    f"size {size:,}: extrapolated {minutes:.1f} min > budget "
+                    f"{args.budget_minutes} min: not run",
+                    flush=True,
+                )
                 rows.append(guess)
                 continue
         print(f"size {size:,} ...", flush=True)
-        rows.append(benchmarking.run_scale_subprocess(Path(__file__).resolve(), size,
-                                                      train=not args.no_train,
-                                                      max_epoch_steps=args.max_epoch_steps,
-                                                      overrides=args.overrides))
+        rows.append(
+            benchmarking.run_scale_subprocess(
+                Path(__file__).resolve(),
+                size,
+                train=not args.no_train,
+                max_epoch_steps=args.max_epoch_steps,
+                overrides=args.overrides,
+            )
+        )
         print(benchmarking.format_table(rows[-1:]), flush=True)
     benchmarking.growth_factors(rows, KEYS)
-    columns = ["overrides", "ratings", "users", "movies", "negatives", "load s", "prepare s",
-               "prep s",
-               "epoch s", "epoch", "ex/s", "prep RSS GiB", "peak RSS GiB", "note", "ratings_x",
-               *(f"{k}_x" for k in KEYS)]
+    columns = [
+        "overrides",
+        "ratings",
+        "users",
+        "movies",
+        "negatives",
+        "load s",
+        "prepare s",
+        "prep s",
+        "epoch s",
+        "epoch",
+        "ex/s",
+        "prep RSS GiB",
+        "peak RSS GiB",
+        "note",
+        "ratings_x",
+        *(f"{k}_x" for k in KEYS),
+    ]
     print()
     print(benchmarking.format_table(rows, [c for c in columns if any(c in r for r in rows)]))
     last = rows[-1]
@@ -83,8 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     if last["ratings"] >= 25_000_000:
         for key, limit in (("prep s", 120.0), ("epoch s", 600.0), ("peak RSS GiB", 8.0)):
             if last.get(key) is not None:
-                print(tag + benchmarking.Target(f"{key} at {last['ratings']:,}", last[key],
-                                                limit, False).line())
+                print(
+                    tag
+                    + benchmarking.Target(
+                        f"{key} at {last['ratings']:,}", last[key], limit, False
+                    ).line()
+                )
     if last.get("epoch s") is not None:
         print(f"epoch_seconds_{last['ratings']} {last['epoch s']:.1f}")
 

@@ -24,13 +24,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args(argv)
     result = benchmarking.run_serving_benchmark(
-        args.run_dir, args.requests, args.batch, args.batch_rounds, profile=not args.no_profile)
+        args.run_dir, args.requests, args.batch, args.batch_rounds, profile=not args.no_profile
+    )
     for name, text in result["profiles"].items():
         print(f"\n===== cProfile: {name} =====\n{text}")
-    print(f"\n{result['num_users']:,} users, {result['num_movies']:,} movies; load "
-          f"{result['load_seconds']:.2f}s; prototype answers identical to current: "
-          f"{result['identical']}; exact-numpy top-10 overlap with current: "
-          f"{result['exact_overlap']:.4f}")
+    print(
+        f"\n{result['num_users']:,} users, {result['num_movies']:,} movies; load "
+        f"{result['load_seconds']:.2f}s; prototype answers identical to current: "
+        f"{result['identical']}; exact-numpy top-10 overlap with current: "
+        f"{result['exact_overlap']:.4f}"
+    )
     print("\nper-stage p50 (ms):")
     for name, ms in result["stages"].items():
         print(f"  {name:<45} {ms:10.3f}")

@@ -19,29 +19,42 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default="tutorial", choices=sorted(benchmarking.PRESETS))
     parser.add_argument("--data", default=None, help="SOURCE (default: the ml-100k raw folder)")
     parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--no-tutorial", action="store_true",
-                        help="skip the tutorial re-implementation")
-    parser.add_argument("--deterministic-only", action="store_true",
-                        help="measure ours only with op determinism on")
+    parser.add_argument(
+        "--no-tutorial", action="store_true", help="skip the tutorial re-implementation"
+    )
+    parser.add_argument(
+        "--deterministic-only", action="store_true", help="measure ours only with op determinism on"
+    )
     parser.add_argument("overrides", nargs="*", help="extra section.key=value overrides")
     args = parser.parse_args(argv)
     result = benchmarking.run_training_benchmark(
-        args.preset, args.data, args.epochs, args.overrides,
+        args.preset,
+        args.data,
+        args.epochs,
+        args.overrides,
         compare_tutorial=False if args.no_tutorial else None,
         nondeterministic_too=not args.deterministic_only,
     )
     print()
     print(benchmarking.format_table(result["rows"]))
     ours = result["ours"]
-    print(f"\nours: {ours['fit_examples']:,} examples/epoch, {ours['epochs']} epochs, negatives "
-          f"{ours['negatives']}; data load {result['load_seconds']:.2f}s + prepare "
-          f"{ours['prep_seconds']:.2f}s + build {ours['build_seconds']:.2f}s + fit "
-          f"{ours['fit_seconds']:.2f}s")
+    print(
+        f"\nours: {ours['fit_examples']:,} examples/epoch, {ours['epochs']} epochs, negatives "
+        f"{ours['negatives']}; data load {result['load_seconds']:.2f}s + prepare "
+        f"{ours['prep_seconds']:.2f}s + build {ours['build_seconds']:.2f}s + fit "
+        f"{ours['fit_seconds']:.2f}s"
+    )
     if result["ratio"]:
         for name, value in result["ratio"].items():
             print(f"ratio ours/tutorial ({name}): {value:.2f}x")
-        print(benchmarking.Target("ours / tutorial without metrics",
-                                  result["ratio"]["all_epochs_vs_no_metrics"], 5.0, True).line())
+        print(
+            benchmarking.Target(
+                "ours / tutorial without metrics",
+                result["ratio"]["all_epochs_vs_no_metrics"],
+                5.0,
+                True,
+            ).line()
+        )
     print(f"examples_per_s {ours['examples_per_s']:.1f}")
 
 

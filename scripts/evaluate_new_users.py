@@ -1,6 +1,7 @@
 """Measure recommendations for users who were not in training (see tfrs_movies.cold_start).
 
-    python scripts/evaluate_new_users.py --data ../shared/data/movielens/ml-100k --workdir runs/new-users
+python scripts/evaluate_new_users.py --data ../shared/data/movielens/ml-100k \
+        --workdir runs/new-users
 """
 
 import argparse

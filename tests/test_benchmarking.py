@@ -73,8 +73,10 @@ def test_movielens_shape_hits_the_real_releases():
 
 
 def test_extrapolate_scale_power_law():
-    rows = [{"ratings": 10, "prep s": 1.0, "epoch s": 2.0, "peak RSS GiB": 1.0},
-            {"ratings": 100, "prep s": 10.0, "epoch s": 20.0, "peak RSS GiB": 1.0}]
+    rows = [
+        {"ratings": 10, "prep s": 1.0, "epoch s": 2.0, "peak RSS GiB": 1.0},
+        {"ratings": 100, "prep s": 10.0, "epoch s": 20.0, "peak RSS GiB": 1.0},
+    ]
     guess = benchmarking.extrapolate_scale(rows, 1000)
     assert guess["prep s"] == pytest.approx(100.0) and guess["epoch s"] == pytest.approx(200.0)
     assert guess["peak RSS GiB"] == pytest.approx(1.0) and guess["note"] == "EXTRAPOLATED"
@@ -103,8 +105,9 @@ def test_tutorial_model_builds_and_trains_one_step():
     ratings = synthetic_ratings(num_users=30, num_movies=40, num_ratings=300, seed=0)
     train, movies, users, titles = benchmarking.tutorial_datasets(ratings)
     for metrics in (False, True):
-        model = benchmarking.tutorial_model(users, titles, movies, embedding_dim=8,
-                                            compute_metrics=metrics)
+        model = benchmarking.tutorial_model(
+            users, titles, movies, embedding_dim=8, compute_metrics=metrics
+        )
         model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
         history = model.fit(train.batch(256).take(1), epochs=1, verbose=0).history
         assert np.isfinite(history["loss"][0])

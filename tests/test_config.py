@@ -13,7 +13,7 @@ from tfrs_movies.errors import ConfigError
 
 def test_defaults_file_then_overrides(tmp_path: Path):
     path = tmp_path / "c.toml"
-    path.write_text('[train]\nepochs = 3\nrating_weight = 0.5\n[model]\nuse_genres = true\n')
+    path.write_text("[train]\nepochs = 3\nrating_weight = 0.5\n[model]\nuse_genres = true\n")
     config = load_config(path, ["train.epochs=7", "model.rating_hidden_units=32,16"])
     assert config.train.epochs == 7  # the override wins over the file
     assert config.train.rating_weight == 0.5 and config.model.use_genres is True

@@ -76,8 +76,14 @@ def test_scann_searching_everything_equals_exact_search():
     rng = np.random.default_rng(0)
     candidates = rng.normal(size=(500, 9)).astype(np.float32)
     queries = rng.normal(size=(50, 9)).astype(np.float32)
-    layer = export.build_scann(candidates, np.arange(500).astype(str), k=10, num_leaves=1,
-                               num_leaves_to_search=1, num_reordering_candidates=500)
+    layer = export.build_scann(
+        candidates,
+        np.arange(500).astype(str),
+        k=10,
+        num_leaves=1,
+        num_leaves_to_search=1,
+        num_reordering_candidates=500,
+    )
     got = layer(tf.constant(queries))[1].numpy().astype(int)
     np.testing.assert_array_equal(got, export.exact_top_k(queries, candidates, 10))
 
@@ -85,10 +91,15 @@ def test_scann_searching_everything_equals_exact_search():
 def test_tuned_scann_reaches_the_target_recall():
     rng = np.random.default_rng(1)
     centers = rng.normal(size=(20, 16))
-    candidates = (centers[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 16)))
+    candidates = centers[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 16))
     queries = rng.normal(size=(300, 16)).astype(np.float32)
-    _, description = export.tune_scann(candidates.astype(np.float32), queries, 50,
-                                       IndexConfig(target_recall=0.95), log=lambda m: None)
+    _, description = export.tune_scann(
+        candidates.astype(np.float32),
+        queries,
+        50,
+        IndexConfig(target_recall=0.95),
+        log=lambda m: None,
+    )
     assert description["num_leaves"] == round(np.sqrt(3000))
     assert description["recall_at_10_vs_exact"] >= 0.95
 
@@ -96,8 +107,14 @@ def test_tuned_scann_reaches_the_target_recall():
 def test_manifest_names_versions_and_checksums(tiny_run: Path):
     manifest = verify_run(tiny_run)
     assert manifest["format_version"] == export.FORMAT_VERSION
-    for package in ("python", "tensorflow", "tf-keras", "tensorflow-recommenders", "scann",
-                    "tensorflow-datasets"):
+    for package in (
+        "python",
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-recommenders",
+        "scann",
+        "tensorflow-datasets",
+    ):
         assert manifest["versions"][package]
     assert manifest["split"] == "random" and manifest["split_seed"] == 42
     assert manifest["dataset"].startswith("synthetic")
@@ -105,8 +122,9 @@ def test_manifest_names_versions_and_checksums(tiny_run: Path):
     assert len(manifest["files"]["vocab/movies.csv"]) == 64
 
 
-@pytest.mark.parametrize("victim", ["ranking_model/saved_model.pb", "vocab/movies.csv",
-                                    "seen/movies.npy"])
+@pytest.mark.parametrize(
+    "victim", ["ranking_model/saved_model.pb", "vocab/movies.csv", "seen/movies.npy"]
+)
 def test_a_flipped_byte_is_detected(tiny_run: Path, tmp_path: Path, victim: str):
     copy = tmp_path / "run"
     shutil.copytree(tiny_run, copy)
@@ -144,8 +162,9 @@ def test_plain_tensorflow_loads_the_index_in_a_fresh_process(tiny_run: Path):
         "print(scores.shape[1], ids.numpy()[0, 0].decode())\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=120, cwd="/")
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd="/"
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     count, first = done.stdout.split()
     assert int(count) >= 10

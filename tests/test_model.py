@@ -46,7 +46,13 @@ def _model(negatives: str, retrieval_weight: float, rating_weight: float) -> Mov
     tf.keras.utils.set_random_seed(1)
     frequencies = np.array([0, 5, 1, 1, 2, 3, 1])
     return MovieLensModel(
-        NUM_USERS, NUM_MOVIES, _tables(), 3.5, frequencies, config, retrieval_weight,
+        NUM_USERS,
+        NUM_MOVIES,
+        _tables(),
+        3.5,
+        frequencies,
+        config,
+        retrieval_weight,
         rating_weight,
     )
 

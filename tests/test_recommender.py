@@ -158,10 +158,16 @@ def test_held_out_users_beat_most_popular(ml100k_dir: Path, tmp_path: Path):
 
     config = load_config(
         None,
-        [f"data.source={ml100k_dir}", "train.epochs=4", "eval.baselines=false",
-         "train.tensorboard=false", "data.validation_fraction=0"],
+        [
+            f"data.source={ml100k_dir}",
+            "train.epochs=4",
+            "eval.baselines=false",
+            "train.tensorboard=false",
+            "data.validation_fraction=0",
+        ],
     )
-    summary = evaluate_new_users(config, tmp_path / "run", held_out_fraction=0.1, num_given=10,
-                                 log=lambda m: None)
+    summary = evaluate_new_users(
+        config, tmp_path / "run", held_out_fraction=0.1, num_given=10, log=lambda m: None
+    )
     assert summary["num_users"] >= 80
     assert summary["recommender"]["recall@10"] > summary["most_popular"]["recall@10"]

@@ -16,7 +16,15 @@ pytest.importorskip("tensorflow")
 
 from tfrs_movies.training import train_and_evaluate  # noqa: E402
 
-HEADLINE = ("recall@10", "recall@100", "ndcg@10", "coverage@10", "factorized_top_100", "rmse", "mae")
+HEADLINE = (
+    "recall@10",
+    "recall@100",
+    "ndcg@10",
+    "coverage@10",
+    "factorized_top_100",
+    "rmse",
+    "mae",
+)
 
 
 def _quiet(message: str) -> None:
@@ -36,9 +44,16 @@ def test_smoke_whole_entry_point(tiny_run: Path):
     assert len(history) == 2 and all(math.isfinite(h["retrieval_loss"]) for h in history)
     assert history[1]["retrieval_loss"] < history[0]["retrieval_loss"]  # it learns
     assert metrics["protocol"]["split"] == "random" and metrics["protocol"]["split_seed"] == 42
-    for name in ("config.json", "metrics.json", "manifest.json", "vocab/movies.csv",
-                 "seen/indptr.npy", "retrieval_index/saved_model.pb",
-                 "exact_index/saved_model.pb", "ranking_model/saved_model.pb"):
+    for name in (
+        "config.json",
+        "metrics.json",
+        "manifest.json",
+        "vocab/movies.csv",
+        "seen/indptr.npy",
+        "retrieval_index/saved_model.pb",
+        "exact_index/saved_model.pb",
+        "ranking_model/saved_model.pb",
+    ):
         assert (tiny_run / name).is_file(), name
     assert not tiny_run.with_name(tiny_run.name + ".partial").exists()
     saved = load_config(tiny_run / "config.json")
@@ -87,8 +102,13 @@ def test_ml100k_ci_sized_run_beats_tutorial_and_most_popular_floors(ml100k_dir, 
     """Default model on ml-100k, training capped to fit CI: floors the tutorial model
     (Recall@10 0.094, RMSE 1.09) and most-popular (Recall@10 0.118) both fail."""
     config = load_config(
-        None, [f"data.source={ml100k_dir}", "train.epochs=6", "eval.baselines=false",
-               "train.tensorboard=false"]
+        None,
+        [
+            f"data.source={ml100k_dir}",
+            "train.epochs=6",
+            "eval.baselines=false",
+            "train.tensorboard=false",
+        ],
     )
     result = train_and_evaluate(config, tmp_path / "ml100k", log=_quiet)
     model = result.metrics["model"]

@@ -127,8 +127,9 @@ def directory_bytes(path: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None,
-                 floats: str = "{:.4g}") -> str:
+def format_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, floats: str = "{:.4g}"
+) -> str:
     """A right-aligned plain-text table; one row per dict, ``-`` for missing cells."""
     if not rows:
         return "(no rows)"
@@ -202,9 +203,15 @@ def tutorial_datasets(ratings, seed: int = 42, train_fraction: float = 0.8):
     return train, movies, np.unique(features["user_id"]), titles
 
 
-def tutorial_model(unique_user_ids: np.ndarray, unique_movie_titles: np.ndarray, movies,
-                   rating_weight: float = 1.0, retrieval_weight: float = 1.0,
-                   embedding_dim: int = 32, compute_metrics: bool = True):
+def tutorial_model(
+    unique_user_ids: np.ndarray,
+    unique_movie_titles: np.ndarray,
+    movies,
+    rating_weight: float = 1.0,
+    retrieval_weight: float = 1.0,
+    embedding_dim: int = 32,
+    compute_metrics: bool = True,
+):
     """The TFRS multitask tutorial's ``MovieModel`` (towers of StringLookup + Embedding).
 
     Args:
@@ -224,26 +231,33 @@ def tutorial_model(unique_user_ids: np.ndarray, unique_movie_titles: np.ndarray,
     class MovielensModel(tfrs.models.Model):
         def __init__(self) -> None:
             super().__init__()
-            self.movie_model = tf.keras.Sequential([
-                tf.keras.layers.StringLookup(vocabulary=unique_movie_titles, mask_token=None),
-                tf.keras.layers.Embedding(len(unique_movie_titles) + 1, embedding_dim),
-            ])
-            self.user_model = tf.keras.Sequential([
-                tf.keras.layers.StringLookup(vocabulary=unique_user_ids, mask_token=None),
-                tf.keras.layers.Embedding(len(unique_user_ids) + 1, embedding_dim),
-            ])
-            self.rating_model = tf.keras.Sequential([
-                tf.keras.layers.Dense(256, activation="relu"),
-                tf.keras.layers.Dense(128, activation="relu"),
-                tf.keras.layers.Dense(1),
-            ])
+            self.movie_model = tf.keras.Sequential(
+                [
+                    tf.keras.layers.StringLookup(vocabulary=unique_movie_titles, mask_token=None),
+                    tf.keras.layers.Embedding(len(unique_movie_titles) + 1, embedding_dim),
+                ]
+            )
+            self.user_model = tf.keras.Sequential(
+                [
+                    tf.keras.layers.StringLookup(vocabulary=unique_user_ids, mask_token=None),
+                    tf.keras.layers.Embedding(len(unique_user_ids) + 1, embedding_dim),
+                ]
+            )
+            self.rating_model = tf.keras.Sequential(
+                [
+                    tf.keras.layers.Dense(256, activation="relu"),
+                    tf.keras.layers.Dense(128, activation="relu"),
+                    tf.keras.layers.Dense(1),
+                ]
+            )
             self.rating_task = tfrs.tasks.Ranking(
                 loss=tf.keras.losses.MeanSquaredError(),
                 metrics=[tf.keras.metrics.RootMeanSquaredError()],
             )
             self.retrieval_task = tfrs.tasks.Retrieval(
-                metrics=tfrs.metrics.FactorizedTopK(candidates=movies.batch(128).map(
-                    self.movie_model))
+                metrics=tfrs.metrics.FactorizedTopK(
+                    candidates=movies.batch(128).map(self.movie_model)
+                )
             )
             self.rating_weight = rating_weight
             self.retrieval_weight = retrieval_weight
@@ -288,8 +302,9 @@ class _EpochTimes:
         return EpochTimes()
 
 
-def run_tutorial(ratings, compute_metrics: bool, epochs: int = 3, batch_size: int = 8192,
-                 seed: int = 42) -> dict[str, Any]:
+def run_tutorial(
+    ratings, compute_metrics: bool, epochs: int = 3, batch_size: int = 8192, seed: int = 42
+) -> dict[str, Any]:
     """Trains the tutorial model as the tutorial does and measures it.
 
     Returns:
@@ -309,8 +324,9 @@ def run_tutorial(ratings, compute_metrics: bool, epochs: int = 3, batch_size: in
         model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
     epoch_seconds: list[float] = []
     with timed(times, "fit"):
-        model.fit(cached_train, epochs=epochs, verbose=0,
-                  callbacks=[_EpochTimes.callback(epoch_seconds)])
+        model.fit(
+            cached_train, epochs=epochs, verbose=0, callbacks=[_EpochTimes.callback(epoch_seconds)]
+        )
     steady = sum(epoch_seconds[1:])
     return {
         "examples_per_s": num_train * epochs / times["fit"],
@@ -353,8 +369,7 @@ TUTORIAL_OVERRIDES = (
 PRESETS: dict[str, tuple[str, ...]] = {"tutorial": TUTORIAL_OVERRIDES, "default": ()}
 
 
-def run_ours(config, ratings=None, deterministic: bool = True,
-             log: Log = _print) -> dict[str, Any]:
+def run_ours(config, ratings=None, deterministic: bool = True, log: Log = _print) -> dict[str, Any]:
     """Prepares data, builds and fits our model as ``train_and_evaluate`` does (no export/eval).
 
     Args:
@@ -404,8 +419,9 @@ def run_ours(config, ratings=None, deterministic: bool = True,
     }
 
 
-def load_benchmark_config(preset: str, data: str | None, epochs: int | None,
-                          overrides: Sequence[str] = ()):
+def load_benchmark_config(
+    preset: str, data: str | None, epochs: int | None, overrides: Sequence[str] = ()
+):
     """The config of a preset, with ``--data``/``--epochs`` and extra overrides applied."""
     from tfrs_movies.config import load_config
 
@@ -418,10 +434,15 @@ def load_benchmark_config(preset: str, data: str | None, epochs: int | None,
     return load_config(None, items)
 
 
-def run_training_benchmark(preset: str = "tutorial", data: str | None = None,
-                           epochs: int | None = None, overrides: Sequence[str] = (),
-                           compare_tutorial: bool | None = None,
-                           nondeterministic_too: bool = True, log: Log = _print) -> dict[str, Any]:
+def run_training_benchmark(
+    preset: str = "tutorial",
+    data: str | None = None,
+    epochs: int | None = None,
+    overrides: Sequence[str] = (),
+    compare_tutorial: bool | None = None,
+    nondeterministic_too: bool = True,
+    log: Log = _print,
+) -> dict[str, Any]:
     """Measures our model under a preset and (for ml-100k) the tutorial in the same process.
 
     The tutorial runs first (op determinism off), then ours without and with op determinism
@@ -433,9 +454,11 @@ def run_training_benchmark(preset: str = "tutorial", data: str | None = None,
     from tfrs_movies.data import load_source
 
     config = load_benchmark_config(preset, data, epochs, overrides)
-    log(f"preset {preset}: data {config.data.source}; batch {config.train.batch_size}, "
+    log(
+        f"preset {preset}: data {config.data.source}; batch {config.train.batch_size}, "
         f"epochs {config.train.epochs}, negatives {config.model.retrieval_negatives}, "
-        f"validation {config.data.validation_fraction}")
+        f"validation {config.data.validation_fraction}"
+    )
     started = time.perf_counter()
     ratings = load_source(config.data.source)
     load_seconds = time.perf_counter() - started
@@ -445,29 +468,35 @@ def run_training_benchmark(preset: str = "tutorial", data: str | None = None,
     results: dict[str, Any] = {}
 
     def row(name: str, r: dict[str, Any]) -> None:
-        rows.append({
-            "model": name,
-            "ex/s (all epochs)": r["examples_per_s"],
-            "ex/s (epochs 2+)": r["steady_examples_per_s"],
-            "fit s": r["fit_seconds"],
-            "fit CPU s": r["fit_cpu_seconds"],
-            "ex/CPU-s": r["examples_per_cpu_s"],
-            "wall s (incl. prep)": r["wall_seconds"] + load_seconds,
-            "epoch s": " ".join(f"{s:.2f}" for s in r["epoch_seconds"]),
-        })
+        rows.append(
+            {
+                "model": name,
+                "ex/s (all epochs)": r["examples_per_s"],
+                "ex/s (epochs 2+)": r["steady_examples_per_s"],
+                "fit s": r["fit_seconds"],
+                "fit CPU s": r["fit_cpu_seconds"],
+                "ex/CPU-s": r["examples_per_cpu_s"],
+                "wall s (incl. prep)": r["wall_seconds"] + load_seconds,
+                "epoch s": " ".join(f"{s:.2f}" for s in r["epoch_seconds"]),
+            }
+        )
 
     if compare_tutorial:
         for metrics in (False, True):
             name = f"tutorial ({'with' if metrics else 'without'} metrics)"
             log(f"running {name} ...")
-            results[name] = run_tutorial(ratings, compute_metrics=metrics,
-                                         epochs=config.train.epochs,
-                                         batch_size=config.train.batch_size)
+            results[name] = run_tutorial(
+                ratings,
+                compute_metrics=metrics,
+                epochs=config.train.epochs,
+                batch_size=config.train.batch_size,
+            )
             row(name, results[name])
     if nondeterministic_too:
         log("running ours without op determinism ...")
-        results["ours (no op determinism)"] = run_ours(config, ratings, deterministic=False,
-                                                       log=log)
+        results["ours (no op determinism)"] = run_ours(
+            config, ratings, deterministic=False, log=log
+        )
         row("ours (no op determinism)", results["ours (no op determinism)"])
     log("running ours as train_and_evaluate does (op determinism on) ...")
     ours = run_ours(config, ratings, deterministic=True, log=log)
@@ -485,13 +514,20 @@ def run_training_benchmark(preset: str = "tutorial", data: str | None = None,
             "cpu_vs_with_metrics": ours["examples_per_cpu_s"]
             / results["tutorial (with metrics)"]["examples_per_cpu_s"],
         }
-    return {"rows": rows, "results": results, "ours": ours, "ratio": ratio,
-            "load_seconds": load_seconds, "config": config}
+    return {
+        "rows": rows,
+        "results": results,
+        "ours": ours,
+        "ratio": ratio,
+        "load_seconds": load_seconds,
+        "config": config,
+    }
 
 
 # --------------------------------------------------------------------------------- index
-def clustered_vectors(n: int, dim: int, seed: int, num_clusters: int = 256,
-                      spread: float = 0.35, chunk: int = 1 << 18) -> np.ndarray:
+def clustered_vectors(
+    n: int, dim: int, seed: int, num_clusters: int = 256, spread: float = 0.35, chunk: int = 1 << 18
+) -> np.ndarray:
     """(n, dim) float32 vectors from a Gaussian mixture, like trained embeddings.
 
     Cluster centres are standard normal; members add isotropic noise of std ``spread``; the last
@@ -505,7 +541,8 @@ def clustered_vectors(n: int, dim: int, seed: int, num_clusters: int = 256,
         stop = min(n, start + chunk)
         members = rng.integers(0, num_clusters, stop - start)
         out[start:stop] = centres[members] + spread * rng.standard_normal(
-            (stop - start, dim), dtype=np.float32)
+            (stop - start, dim), dtype=np.float32
+        )
     out[:, -1] = 0.1 * rng.standard_normal(n, dtype=np.float32)
     return out
 
@@ -515,13 +552,15 @@ def random_vectors(n: int, dim: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, dim), dtype=np.float32)
 
 
-def exact_top_k_chunked(queries: np.ndarray, candidates: np.ndarray, k: int,
-                        chunk: int = 64) -> np.ndarray:
+def exact_top_k_chunked(
+    queries: np.ndarray, candidates: np.ndarray, k: int, chunk: int = 64
+) -> np.ndarray:
     """:func:`tfrs_movies.export.exact_top_k` over query chunks (bounded memory)."""
     from tfrs_movies.export import exact_top_k
 
-    return np.concatenate([exact_top_k(queries[s : s + chunk], candidates, k)
-                           for s in range(0, len(queries), chunk)])
+    return np.concatenate(
+        [exact_top_k(queries[s : s + chunk], candidates, k) for s in range(0, len(queries), chunk)]
+    )
 
 
 class _QueryTower:
@@ -562,8 +601,9 @@ def _time_single(search, queries: np.ndarray, warmup: int = 20) -> dict[str, flo
     return latency_summary(latencies)
 
 
-def _time_batched(search, queries: np.ndarray, batch: int, min_seconds: float = 2.0,
-                  max_rounds: int = 20) -> float:
+def _time_batched(
+    search, queries: np.ndarray, batch: int, min_seconds: float = 2.0, max_rounds: int = 20
+) -> float:
     """Queries per second through ``search`` in batches of ``batch`` (after one warm-up)."""
     import tensorflow as tf
 
@@ -580,9 +620,18 @@ def _time_batched(search, queries: np.ndarray, batch: int, min_seconds: float = 
     return done / (time.perf_counter() - started)
 
 
-def index_benchmark_one(n: int, dim: int, num_queries: int, distribution: str, k: int,
-                        target_recall: float, tune_queries: int, workdir: Path, seed: int = 0,
-                        log: Log = _print) -> dict[str, Any]:
+def index_benchmark_one(
+    n: int,
+    dim: int,
+    num_queries: int,
+    distribution: str,
+    k: int,
+    target_recall: float,
+    tune_queries: int,
+    workdir: Path,
+    seed: int = 0,
+    log: Log = _print,
+) -> dict[str, Any]:
     """Builds, saves, reloads and measures a ScaNN index and its brute-force twin over N vectors.
 
     Returns:
@@ -604,24 +653,35 @@ def index_benchmark_one(n: int, dim: int, num_queries: int, distribution: str, k
     log(f"[{distribution} N={n:,}] tuning ScaNN on {tune_queries} queries ...")
     started = time.perf_counter()
     _, description = export.tune_scann(
-        candidates, tune_sample, k, IndexConfig(target_recall=target_recall), log=log)
+        candidates, tune_sample, k, IndexConfig(target_recall=target_recall), log=log
+    )
     tune_seconds = time.perf_counter() - started
     identifiers = np.arange(n).astype(str)
     started = time.perf_counter()
-    layer = export.build_scann(candidates, identifiers, k, description["num_leaves"],
-                               description["num_leaves_to_search"],
-                               description["num_reordering_candidates"])
+    layer = export.build_scann(
+        candidates,
+        identifiers,
+        k,
+        description["num_leaves"],
+        description["num_leaves_to_search"],
+        description["num_reordering_candidates"],
+    )
     build_seconds = time.perf_counter() - started
     scann_dir = workdir / f"scann_{distribution}_{n}"
     loaded, save_seconds = _saved_index(layer, dim, scann_dir)
     del layer
     exact = exact_top_k_chunked(evaluation, candidates, 10)
-    approximate = np.concatenate([
-        loaded.search(tf.constant(evaluation[s : s + 1000]))[1].numpy().astype(int)
-        for s in range(0, len(evaluation), 1000)])
+    approximate = np.concatenate(
+        [
+            loaded.search(tf.constant(evaluation[s : s + 1000]))[1].numpy().astype(int)
+            for s in range(0, len(evaluation), 1000)
+        ]
+    )
     recall = export.recall_against_exact(approximate, exact, 10)
-    log(f"[{distribution} N={n:,}] recall@10 {recall:.4f} on {len(evaluation)} held-out queries; "
-        "timing ...")
+    log(
+        f"[{distribution} N={n:,}] recall@10 {recall:.4f} on {len(evaluation)} held-out queries; "
+        "timing ..."
+    )
     single = _time_single(loaded.search, evaluation)
     scann_qps = _time_batched(loaded.search, evaluation, 1000)
     size = directory_bytes(scann_dir)
@@ -633,8 +693,7 @@ def index_benchmark_one(n: int, dim: int, num_queries: int, distribution: str, k
     brute_loaded, _ = _saved_index(brute, dim, brute_dir)
     del brute
     brute_single = _time_single(brute_loaded.search, evaluation[:200], warmup=5)
-    brute_qps = _time_batched(brute_loaded.search, evaluation, 1000, min_seconds=1.0,
-                              max_rounds=1)
+    brute_qps = _time_batched(brute_loaded.search, evaluation, 1000, min_seconds=1.0, max_rounds=1)
     brute_size = directory_bytes(brute_dir)
     del brute_loaded
     shutil.rmtree(scann_dir, ignore_errors=True)
@@ -662,9 +721,16 @@ def index_benchmark_one(n: int, dim: int, num_queries: int, distribution: str, k
     }
 
 
-def run_index_benchmark(sizes: Sequence[int], dim: int = 33, num_queries: int = 1000,
-                        k: int = 100, target_recall: float = 0.95, tune_queries: int = 256,
-                        random_at: Sequence[int] = (1_000_000,), log: Log = _print):
+def run_index_benchmark(
+    sizes: Sequence[int],
+    dim: int = 33,
+    num_queries: int = 1000,
+    k: int = 100,
+    target_recall: float = 0.95,
+    tune_queries: int = 256,
+    random_at: Sequence[int] = (1_000_000,),
+    log: Log = _print,
+):
     """:func:`index_benchmark_one` for each size (clustered) plus the random case at ``random_at``.
 
     Returns:
@@ -675,8 +741,19 @@ def run_index_benchmark(sizes: Sequence[int], dim: int = 33, num_queries: int = 
         cases = [(n, "clustered") for n in sizes]
         cases += [(n, "random") for n in random_at if n in sizes]
         for n, distribution in cases:
-            rows.append(index_benchmark_one(n, dim, num_queries, distribution, k, target_recall,
-                                            tune_queries, Path(tmp), log=log))
+            rows.append(
+                index_benchmark_one(
+                    n,
+                    dim,
+                    num_queries,
+                    distribution,
+                    k,
+                    target_recall,
+                    tune_queries,
+                    Path(tmp),
+                    log=log,
+                )
+            )
             log(format_table(rows[-1:]))
     return rows
 
@@ -716,8 +793,9 @@ SCALE_OVERRIDES = (
 )
 
 
-def _timed_partial_epoch(model, prepared, config, steps: int,
-                         warmup_steps: int = 20) -> dict[str, Any]:
+def _timed_partial_epoch(
+    model, prepared, config, steps: int, warmup_steps: int = 20
+) -> dict[str, Any]:
     """Times ``steps`` training steps the way ``fit_model`` feeds them; projects a whole epoch.
 
     The pipeline is the one ``fit_model`` builds (``epoch_order`` permutation of every input
@@ -740,13 +818,21 @@ def _timed_partial_epoch(model, prepared, config, steps: int,
     step_seconds = (time.perf_counter() - started) / steps
     total_steps = math.ceil(prepared.fit.num_ratings / t.batch_size)
     projected = pipeline_seconds + warmup_seconds + step_seconds * (total_steps - warmup_steps)
-    return {"epoch s": projected, "ex/s": prepared.fit.num_ratings / projected,
-            "epoch": f"projected from {steps} of {total_steps:,} steps"}
+    return {
+        "epoch s": projected,
+        "ex/s": prepared.fit.num_ratings / projected,
+        "epoch": f"projected from {steps} of {total_steps:,} steps",
+    }
 
 
-def scale_one_size(num_ratings: int, train: bool = True, seed: int = 0,
-                   max_epoch_steps: int | None = None, overrides: Sequence[str] = (),
-                   log: Log = _print) -> dict[str, Any]:
+def scale_one_size(
+    num_ratings: int,
+    train: bool = True,
+    seed: int = 0,
+    max_epoch_steps: int | None = None,
+    overrides: Sequence[str] = (),
+    log: Log = _print,
+) -> dict[str, Any]:
     """Data preparation, one training epoch and peak RSS at one size (run in a fresh process).
 
     Args:
@@ -800,9 +886,14 @@ def scale_one_size(num_ratings: int, train: bool = True, seed: int = 0,
     return row
 
 
-def run_scale_subprocess(script: Path, num_ratings: int, train: bool,
-                         max_epoch_steps: int | None = None, overrides: Sequence[str] = (),
-                         log: Log = _print) -> dict[str, Any]:
+def run_scale_subprocess(
+    script: Path,
+    num_ratings: int,
+    train: bool,
+    max_epoch_steps: int | None = None,
+    overrides: Sequence[str] = (),
+    log: Log = _print,
+) -> dict[str, Any]:
     """Runs ``script --one-size N`` in a fresh interpreter and parses its JSON last line."""
     command = [sys.executable, str(script), "--one-size", str(num_ratings), *overrides]
     if not train:
@@ -824,8 +915,12 @@ def run_scale_subprocess(script: Path, num_ratings: int, train: bool,
 def extrapolate_scale(rows: list[dict[str, Any]], target: int) -> dict[str, Any]:
     """Power-law extrapolation of prep time, epoch time and peak RSS from the last two rows."""
     a, b = rows[-2], rows[-1]
-    out: dict[str, Any] = {"ratings": target, "users": movielens_shape(target)[0],
-                           "movies": movielens_shape(target)[1], "note": "EXTRAPOLATED"}
+    out: dict[str, Any] = {
+        "ratings": target,
+        "users": movielens_shape(target)[0],
+        "movies": movielens_shape(target)[1],
+        "note": "EXTRAPOLATED",
+    }
     for key in ("prep s", "epoch s", "peak RSS GiB"):
         if a.get(key) and b.get(key):
             exponent = math.log(b[key] / a[key]) / math.log(b["ratings"] / a["ratings"])
@@ -880,8 +975,13 @@ def fast_recommender_class():
             for i in range(num_queries):
                 if counts[i] < wanted and width < len(self.movie_ids):
                     rows, query_scores = super()._filter(
-                        [excluded[i]], ids[i : i + 1], scores[i : i + 1], wanted, min_ratings,
-                        lambda _, i=i: query_vector(i))
+                        [excluded[i]],
+                        ids[i : i + 1],
+                        scores[i : i + 1],
+                        wanted,
+                        min_ratings,
+                        lambda _, i=i: query_vector(i),
+                    )
                     all_rows.append(rows[0])
                     all_scores.append(query_scores[0])
                 else:
@@ -907,9 +1007,15 @@ def exact_numpy_recommender_class():
     base = fast_recommender_class()
 
     class ExactNumpyRecommender(base):
-        def recommend(self, user_ids, k: int = 10, num_candidates: int = 100,
-                      exclude_seen: bool = True, min_ratings: int = 0,
-                      rerank_weight: float | None = None):
+        def recommend(
+            self,
+            user_ids,
+            k: int = 10,
+            num_candidates: int = 100,
+            exclude_seen: bool = True,
+            min_ratings: int = 0,
+            rerank_weight: float | None = None,
+        ):
             import tensorflow as tf
 
             single = isinstance(user_ids, str | int | np.integer)
@@ -923,8 +1029,9 @@ def exact_numpy_recommender_class():
                 starts, stops = self.seen_indptr[rows], self.seen_indptr[rows + 1]
                 lengths = stops - starts
                 which = np.repeat(np.arange(len(rows)), lengths)
-                offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths,
-                                                               lengths)
+                offsets = np.arange(lengths.sum()) - np.repeat(
+                    np.cumsum(lengths) - lengths, lengths
+                )
                 scores[which, self.seen_movies[np.repeat(starts, lengths) + offsets]] = -np.inf
             if min_ratings > 0:
                 scores[:, self.num_ratings < min_ratings] = -np.inf
@@ -932,21 +1039,35 @@ def exact_numpy_recommender_class():
             top = np.argpartition(-scores, wanted - 1, axis=1)[:, :wanted]
             top_scores = np.take_along_axis(scores, top, 1)
             order = np.argsort(-top_scores, axis=1, kind="stable")
-            top, top_scores = (np.take_along_axis(top, order, 1),
-                               np.take_along_axis(top_scores, order, 1))
+            top, top_scores = (
+                np.take_along_axis(top, order, 1),
+                np.take_along_axis(top_scores, order, 1),
+            )
             finite = np.isfinite(top_scores)
             candidate_rows = [t[f] for t, f in zip(top, finite, strict=True)]
             candidate_scores = [t[f] for t, f in zip(top_scores, finite, strict=True)]
             return self._finish(
-                candidate_rows, candidate_scores, k, rerank_weight, single,
-                lambda movie_ids: self.ranking_model.score_candidates(tf.constant(users),
-                                                                      movie_ids))
+                candidate_rows,
+                candidate_scores,
+                k,
+                rerank_weight,
+                single,
+                lambda movie_ids: self.ranking_model.score_candidates(
+                    tf.constant(users), movie_ids
+                ),
+            )
 
     return ExactNumpyRecommender
 
 
-def _measure_recommender(recommender, users: np.ndarray, requests: int, batch: int,
-                         batch_rounds: int, rng: np.random.Generator) -> dict[str, Any]:
+def _measure_recommender(
+    recommender,
+    users: np.ndarray,
+    requests: int,
+    batch: int,
+    batch_rounds: int,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
     singles = rng.choice(users, requests)
     for user in singles[:20]:
         recommender.recommend(user)
@@ -981,9 +1102,15 @@ def profile_call(function: Callable[[], Any], top: int = 18) -> str:
     return out.getvalue()
 
 
-def run_serving_benchmark(run_dir: str | Path, requests: int = 500, batch: int = 1000,
-                          batch_rounds: int = 5, seed: int = 0, profile: bool = True,
-                          log: Log = _print) -> dict[str, Any]:
+def run_serving_benchmark(
+    run_dir: str | Path,
+    requests: int = 500,
+    batch: int = 1000,
+    batch_rounds: int = 5,
+    seed: int = 0,
+    profile: bool = True,
+    log: Log = _print,
+) -> dict[str, Any]:
     """Single-user latency and batched throughput of ``recommend()``: as is and with the fixes.
 
     Both recommenders are loaded from the same run directory and measured in the same process;
@@ -1010,15 +1137,27 @@ def run_serving_benchmark(run_dir: str | Path, requests: int = 500, batch: int =
         == [(r.movie_id, round(r.predicted_rating, 5)) for r in b]
         for a, b in zip(reference, fast.recommend(check), strict=True)
     )
-    exact_overlap = float(np.mean([
-        len({r.movie_id for r in a} & {r.movie_id for r in b}) / max(1, len(a))
-        for a, b in zip(reference, exact.recommend(check), strict=True)]))
+    exact_overlap = float(
+        np.mean(
+            [
+                len({r.movie_id for r in a} & {r.movie_id for r in b}) / max(1, len(a))
+                for a, b in zip(reference, exact.recommend(check), strict=True)
+            ]
+        )
+    )
     rows = []
-    for name, recommender in (("current", baseline), ("prototype fix", fast),
-                              ("prototype exact numpy", exact)):
+    for name, recommender in (
+        ("current", baseline),
+        ("prototype fix", fast),
+        ("prototype exact numpy", exact),
+    ):
         log(f"measuring {name} ...")
-        row = {"recommender": name, **_measure_recommender(
-            recommender, users, requests, batch, batch_rounds, np.random.default_rng(seed))}
+        row = {
+            "recommender": name,
+            **_measure_recommender(
+                recommender, users, requests, batch, batch_rounds, np.random.default_rng(seed)
+            ),
+        }
         rows.append(row)
 
     # Where a single request's time goes: the two SavedModel calls vs. the Python around them.
@@ -1028,9 +1167,11 @@ def run_serving_benchmark(run_dir: str | Path, requests: int = 500, batch: int =
     stage_calls = {
         "retrieval_index(1 user)": lambda: baseline.retrieval_index(one),
         "ranking score_candidates(1x100)": lambda: baseline.ranking_model.score_candidates(
-            one, candidates),
+            one, candidates
+        ),
         f"ids.astype(str) + dict lookups (1x{ids.shape[1]})": lambda: [
-            baseline._movie_row[m] for m in ids[0].astype(str)],
+            baseline._movie_row[m] for m in ids[0].astype(str)
+        ],
         "recommend(1 user) total (current)": lambda: baseline.recommend(users[0]),
         "recommend(1 user) total (prototype)": lambda: fast.recommend(users[0]),
         "recommend(1 user) total (exact numpy)": lambda: exact.recommend(users[0]),
@@ -1048,8 +1189,10 @@ def run_serving_benchmark(run_dir: str | Path, requests: int = 500, batch: int =
     big = rng.choice(users, batch)
     big_tensor = tf.constant(big.astype(str))
     scores, big_ids = baseline.retrieval_index(big_tensor)
-    big_candidates = tf.constant(baseline.movie_ids[rng.integers(0, len(baseline.movie_ids),
-                                                                 (batch, 100))].astype(str))
+    big_candidates = tf.constant(
+        baseline.movie_ids[rng.integers(0, len(baseline.movie_ids), (batch, 100))].astype(str)
+    )
+
     def query_vector(i: int) -> np.ndarray:
         return baseline.retrieval_index.query_vectors(tf.constant([big[i]])).numpy()[0]
 
@@ -1062,13 +1205,24 @@ def run_serving_benchmark(run_dir: str | Path, requests: int = 500, batch: int =
     batch_calls = {
         f"retrieval_index({batch} users)": lambda: baseline.retrieval_index(big_tensor),
         f"ranking score_candidates({batch}x100)": lambda: baseline.ranking_model.score_candidates(
-            big_tensor, big_candidates),
+            big_tensor, big_candidates
+        ),
         f"_filter current ({batch} users)": lambda: baseline._filter(
-            [baseline.seen_rows(baseline._user_row[u]) for u in big], big_ids.numpy(),
-            scores.numpy(), 100, 0, query_vector),
+            [baseline.seen_rows(baseline._user_row[u]) for u in big],
+            big_ids.numpy(),
+            scores.numpy(),
+            100,
+            0,
+            query_vector,
+        ),
         f"_filter prototype ({batch} users)": lambda: fast._filter(
-            [fast.seen_rows(fast._user_row[u]) for u in big], big_ids.numpy(), scores.numpy(),
-            100, 0, query_vector),
+            [fast.seen_rows(fast._user_row[u]) for u in big],
+            big_ids.numpy(),
+            scores.numpy(),
+            100,
+            0,
+            query_vector,
+        ),
         f"recommend({batch} users) current": lambda: baseline.recommend(big),
         f"recommend({batch} users) prototype": lambda: fast.recommend(big),
         f"recommend({batch} users) exact numpy": lambda: exact.recommend(big),
@@ -1084,14 +1238,22 @@ def run_serving_benchmark(run_dir: str | Path, requests: int = 500, batch: int =
     profiles = {}
     if profile:
         profiles[f"current recommend({batch} users)"] = profile_call(
-            lambda: baseline.recommend(big))
+            lambda: baseline.recommend(big)
+        )
         profiles["current recommend(1 user) x200"] = profile_call(
-            lambda: [baseline.recommend(u) for u in big[:200]])
+            lambda: [baseline.recommend(u) for u in big[:200]]
+        )
         profiles[f"prototype recommend({batch} users)"] = profile_call(lambda: fast.recommend(big))
-    return {"rows": rows, "stages": stages, "profiles": profiles, "identical": same,
-            "exact_overlap": exact_overlap,
-            "load_seconds": load_seconds, "num_users": len(users),
-            "num_movies": len(baseline.movie_ids)}
+    return {
+        "rows": rows,
+        "stages": stages,
+        "profiles": profiles,
+        "identical": same,
+        "exact_overlap": exact_overlap,
+        "load_seconds": load_seconds,
+        "num_users": len(users),
+        "num_movies": len(baseline.movie_ids),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1109,5 +1271,7 @@ class Target:
 
     def line(self) -> str:
         sign = ">=" if self.at_least else "<="
-        return (f"{'MET ' if self.met else 'MISS'}  {self.name}: {self.value:,.4g} "
-                f"(target {sign} {self.limit:,.4g})")
+        return (
+            f"{'MET ' if self.met else 'MISS'}  {self.name}: {self.value:,.4g} "
+            f"(target {sign} {self.limit:,.4g})"
+        )

@@ -88,8 +88,11 @@ def config_from_args(args: argparse.Namespace):
     from tfrs_movies.config import load_config
 
     overrides = []
-    for key, value in (("source", args.data), ("manual_dir", args.manual_dir),
-                       ("data_dir", args.data_dir)):
+    for key, value in (
+        ("source", args.data),
+        ("manual_dir", args.manual_dir),
+        ("data_dir", args.data_dir),
+    ):
         if value is not None:
             overrides.append(f"data.{key}={value}")
     return load_config(args.config, [*overrides, *args.overrides])
@@ -193,7 +196,9 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
         "directory (ScaNN index, exact index, ranking model, metrics, manifest).",
     )
     _add_config_arguments(train)
-    train.add_argument("--workdir", metavar="RUN_DIR", help="run directory (default runs/<data>-<time>)")
+    train.add_argument(
+        "--workdir", metavar="RUN_DIR", help="run directory (default runs/<data>-<time>)"
+    )
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
     train.add_argument(
@@ -212,19 +217,29 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     recommend.add_argument("run_dir", metavar="RUN_DIR")
     recommend.add_argument("--user", required=True, metavar="ID", help="user id")
     recommend.add_argument("-k", type=int, default=10, help="how many movies (default 10)")
-    recommend.add_argument("--num-candidates", type=int, default=100,
-                           help="retrieved candidates to re-rank (default 100)")
-    recommend.add_argument("--min-ratings", type=int, default=0,
-                           help="skip movies with fewer training ratings")
-    recommend.add_argument("--include-seen", action="store_true",
-                           help="keep movies the user already rated")
+    recommend.add_argument(
+        "--num-candidates",
+        type=int,
+        default=100,
+        help="retrieved candidates to re-rank (default 100)",
+    )
+    recommend.add_argument(
+        "--min-ratings", type=int, default=0, help="skip movies with fewer training ratings"
+    )
+    recommend.add_argument(
+        "--include-seen", action="store_true", help="keep movies the user already rated"
+    )
     recommend.add_argument("--json", action="store_true", help="machine-readable output")
     recommend.set_defaults(handler=_cmd_recommend)
 
     similar = commands.add_parser("similar", help="movies similar to a movie")
     similar.add_argument("run_dir", metavar="RUN_DIR")
-    similar.add_argument("--movie", required=True, metavar="ID_OR_TITLE",
-                         help='movie id or exact title, e.g. "Star Wars (1977)"')
+    similar.add_argument(
+        "--movie",
+        required=True,
+        metavar="ID_OR_TITLE",
+        help='movie id or exact title, e.g. "Star Wars (1977)"',
+    )
     similar.add_argument("-k", type=int, default=10, help="how many movies (default 10)")
     similar.add_argument("--json", action="store_true", help="machine-readable output")
     similar.set_defaults(handler=_cmd_similar)
@@ -419,6 +434,7 @@ def _add_serve_command(commands: argparse._SubParsersAction) -> None:
         help="do not log one line per request",
     )
     serve.set_defaults(handler=_cmd_serve)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""

@@ -120,10 +120,12 @@ def measure_new_users(
     top = np.full((len(lists), k), -1, np.int64)
     for i, ids in enumerate(lists):
         top[i, : len(ids)] = [row_of_movie[m] for m in ids]
-    ours = evaluation.topn_metrics_from_lists(top, user_rows_arr, targets, ks=(k,), ndcg_k=k,
-                                              coverage_k=k)
-    popular = evaluation.topn_metrics_from_lists(np.asarray(popular_lists), user_rows_arr,
-                                                 targets, ks=(k,), ndcg_k=k, coverage_k=k)
+    ours = evaluation.topn_metrics_from_lists(
+        top, user_rows_arr, targets, ks=(k,), ndcg_k=k, coverage_k=k
+    )
+    popular = evaluation.topn_metrics_from_lists(
+        np.asarray(popular_lists), user_rows_arr, targets, ks=(k,), ndcg_k=k, coverage_k=k
+    )
     keys = (f"recall@{k}", f"ndcg@{k}")
     summary = {
         "recommender": {key: ours[key] for key in keys},

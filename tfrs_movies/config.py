@@ -72,7 +72,9 @@ class ModelConfig:
 class TrainConfig:
     """Loss weights, optimizer and the training loop."""
 
-    retrieval_weight: float = 2.0  # loss = retrieval_weight * L_retrieval + rating_weight * L_rating
+    retrieval_weight: float = (
+        2.0  # loss = retrieval_weight * L_retrieval + rating_weight * L_rating
+    )
     rating_weight: float = 1.0
     epochs: int = 12  # upper bound; early stopping usually ends sooner
     batch_size: int = 1024  # global batch size (split across replicas under a strategy)
@@ -307,7 +309,9 @@ def validate(config: Config) -> None:
     _check(d.leave_last_n >= 1, f"data.leave_last_n must be >= 1, got {d.leave_last_n}")
     _check(m.embedding_dim >= 1, f"model.embedding_dim must be >= 1, got {m.embedding_dim}")
     _check(all(u >= 1 for u in m.rating_hidden_units), "model.rating_hidden_units must be >= 1")
-    _check(0 <= m.rating_dropout < 1, f"model.rating_dropout must be in [0, 1), got {m.rating_dropout}")
+    _check(
+        0 <= m.rating_dropout < 1, f"model.rating_dropout must be in [0, 1), got {m.rating_dropout}"
+    )
     _check(m.embedding_l2 >= 0, f"model.embedding_l2 must be >= 0, got {m.embedding_l2}")
     _check(m.temperature > 0, f"model.temperature must be > 0, got {m.temperature}")
     _check(
@@ -326,7 +330,9 @@ def validate(config: Config) -> None:
         f"train.early_stopping_metric must be one of {MONITORS}, got {t.early_stopping_metric!r}",
     )
     _check(t.validation_max_users >= 1, "train.validation_max_users must be >= 1")
-    _check(0 < i.target_recall <= 1, f"index.target_recall must be in (0, 1], got {i.target_recall}")
+    _check(
+        0 < i.target_recall <= 1, f"index.target_recall must be in (0, 1], got {i.target_recall}"
+    )
     _check(i.k >= 1, f"index.k must be >= 1, got {i.k}")
     for name in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
         value = getattr(i, name)

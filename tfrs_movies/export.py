@@ -3,7 +3,8 @@
 Layout (the contract with downstream code; see the README):
 
     config.json, metrics.json, manifest.json
-    retrieval_index/   SavedModel: ScaNN; __call__(user_ids [B] string) -> (scores [B, K], movie ids [B, K])
+    retrieval_index/   SavedModel: ScaNN; __call__(user_ids [B] string)
+                       -> (scores [B, K], movie ids [B, K])
     exact_index/       SavedModel: brute force, same signature
     ranking_model/     SavedModel: __call__(user_ids [B], movie_ids [B]) -> ratings [B]
     vocab/             movies.csv, users.txt, movie_vectors.npy
@@ -39,8 +40,14 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     versions = {"python": platform.python_version()}
-    for name in ("tensorflow", "tf-keras", "tensorflow-recommenders", "scann",
-                 "tensorflow-datasets", "tfrs-movies"):
+    for name in (
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-recommenders",
+        "scann",
+        "tensorflow-datasets",
+        "tfrs-movies",
+    ):
         try:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
@@ -151,14 +158,24 @@ def _ranking_module(user_ids: np.ndarray, movie_ids: np.ndarray, model, dim: int
 
 
 def _save(module, path: Path) -> None:
+    import logging
+
     import tensorflow as tf
 
-    tf.saved_model.save(
-        module,
-        str(path),
-        signatures={"serving_default": module.serve},
-        options=tf.saved_model.SaveOptions(namespace_whitelist=SAVE_NAMESPACES),
-    )
+    # Keras warns once per sub-model that it has no get_config(); a SavedModel of traced
+    # functions does not need one, and the warnings would bury the progress output.
+    tf_logger = tf.get_logger()
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        tf.saved_model.save(
+            module,
+            str(path),
+            signatures={"serving_default": module.serve},
+            options=tf.saved_model.SaveOptions(namespace_whitelist=SAVE_NAMESPACES),
+        )
+    finally:
+        tf_logger.setLevel(level)
 
 
 def exact_top_k(queries: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
@@ -173,14 +190,20 @@ def exact_top_k(queries: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarr
 def recall_against_exact(approximate_ids: np.ndarray, exact_ids: np.ndarray, k: int = 10) -> float:
     """Mean over queries of |approximate top-k ∩ exact top-k| / k."""
     hits = [
-        len(set(a[:k].tolist()) & set(e[:k].tolist())) for a, e in zip(approximate_ids, exact_ids,
-                                                                      strict=True)
+        len(set(a[:k].tolist()) & set(e[:k].tolist()))
+        for a, e in zip(approximate_ids, exact_ids, strict=True)
     ]
     return float(np.mean(hits) / min(k, exact_ids.shape[1]))
 
 
-def build_scann(candidates: np.ndarray, identifiers: np.ndarray, k: int, num_leaves: int,
-                num_leaves_to_search: int, num_reordering_candidates: int):
+def build_scann(
+    candidates: np.ndarray,
+    identifiers: np.ndarray,
+    k: int,
+    num_leaves: int,
+    num_leaves_to_search: int,
+    num_reordering_candidates: int,
+):
     """A TFRS ScaNN layer (no query model) indexed over ``candidates`` (N, dim)."""
     import tensorflow as tf
     import tensorflow_recommenders as tfrs
@@ -195,8 +218,9 @@ def build_scann(candidates: np.ndarray, identifiers: np.ndarray, k: int, num_lea
     return layer
 
 
-def tune_scann(candidates: np.ndarray, queries: np.ndarray, k: int, config,
-               log: Callable[[str], None] = print) -> tuple[Any, dict[str, Any]]:
+def tune_scann(
+    candidates: np.ndarray, queries: np.ndarray, k: int, config, log: Callable[[str], None] = print
+) -> tuple[Any, dict[str, Any]]:
     """Chooses ScaNN parameters that reach ``config.target_recall`` recall@10 against exact search.
 
     Leaves scale as sqrt(N); the number of leaves searched (and re-ordering candidates) grows
@@ -225,8 +249,10 @@ def tune_scann(candidates: np.ndarray, queries: np.ndarray, k: int, config,
         layer = build_scann(candidates, identifiers, k, num_leaves, searched, min(reorder, n))
         build_seconds = time.perf_counter() - started
         approximate = np.concatenate(
-            [layer(queries[s : s + 4096])[1].numpy().astype(int) for s in range(0, len(queries),
-                                                                              4096)]
+            [
+                layer(queries[s : s + 4096])[1].numpy().astype(int)
+                for s in range(0, len(queries), 4096)
+            ]
         )
         recall = recall_against_exact(approximate, exact, 10)
         description = {
@@ -239,15 +265,23 @@ def tune_scann(candidates: np.ndarray, queries: np.ndarray, k: int, config,
             "num_candidates": int(n),
             "build_seconds": round(build_seconds, 3),
         }
-        log(f"scann: leaves {num_leaves}, searched {searched}, reorder {min(reorder, n)}: "
-            f"recall@10 vs exact {recall:.4f}")
+        log(
+            f"scann: leaves {num_leaves}, searched {searched}, reorder {min(reorder, n)}: "
+            f"recall@10 vs exact {recall:.4f}"
+        )
         if recall >= config.target_recall:
             break
     return layer, description
 
 
-def export_run(model, prepared, config, metrics: dict[str, Any], run_dir: Path,
-               log: Callable[[str], None] = print) -> None:
+def export_run(
+    model,
+    prepared,
+    config,
+    metrics: dict[str, Any],
+    run_dir: Path,
+    log: Callable[[str], None] = print,
+) -> None:
     """Writes the indexes, the ranking model, vocabularies and seen movies into ``run_dir``.
 
     ``metrics["index"]`` receives the chosen ScaNN parameters and their measured recall.
@@ -264,8 +298,9 @@ def export_run(model, prepared, config, metrics: dict[str, Any], run_dir: Path,
     dim = catalogue.shape[1]
     queries = model.user_tower(tf.range(1, prepared.num_users + 1)).numpy()
 
-    seen_counts = np.bincount(prepared.user_vocab_of_row[prepared.train.user_index],
-                              minlength=prepared.num_users + 1)
+    seen_counts = np.bincount(
+        prepared.user_vocab_of_row[prepared.train.user_index], minlength=prepared.num_users + 1
+    )
     # Enough candidates that, for almost every user, num_candidates survive the exclusion of
     # seen movies; the Recommender falls back to exact search for the rest.
     k = int(min(len(movie_ids), config.index.k + np.percentile(seen_counts[1:], 99)))
@@ -306,13 +341,15 @@ def export_run(model, prepared, config, metrics: dict[str, Any], run_dir: Path,
     seen_movie = prepared.movie_vocab_of_row[prepared.train.movie_index]
     keep = (seen_user > 0) & (seen_movie > 0)
     order = np.lexsort((seen_movie[keep], seen_user[keep]))
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(seen_user[keep] - 1,
-                                                        minlength=prepared.num_users))])
+    indptr = np.concatenate(
+        [[0], np.cumsum(np.bincount(seen_user[keep] - 1, minlength=prepared.num_users))]
+    )
     seen_dir = run_dir / "seen"
     seen_dir.mkdir(exist_ok=True)
     np.save(seen_dir / "indptr.npy", indptr.astype(np.int64), allow_pickle=False)
-    np.save(seen_dir / "movies.npy", (seen_movie[keep][order] - 1).astype(np.int32),
-            allow_pickle=False)
+    np.save(
+        seen_dir / "movies.npy", (seen_movie[keep][order] - 1).astype(np.int32), allow_pickle=False
+    )
 
     metrics["index"] = index_description
     metrics["export_seconds"] = round(time.perf_counter() - started, 2)

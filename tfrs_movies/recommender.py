@@ -62,7 +62,9 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
     manifest_path = run_dir / "manifest.json"
     if not manifest_path.is_file():
         partial = run_dir.with_name(run_dir.name + ".partial")
-        hint = f" ({partial} exists: the run was interrupted; resume it)" if partial.exists() else ""
+        hint = (
+            f" ({partial} exists: the run was interrupted; resume it)" if partial.exists() else ""
+        )
         raise ArtifactError(f"{run_dir} is not a complete run directory: no manifest.json{hint}")
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -110,7 +112,8 @@ def _check_versions(saved: Mapping[str, str], run_dir: Path) -> None:
         if want and _major_minor(want) != _major_minor(have):
             raise ArtifactError(
                 f"{run_dir} was exported with {package} {want} but {package} {have} is installed; "
-                f"install {package}=={want} (ScaNN's ops must match the TensorFlow they were built for)"
+                f"install {package}=={want} (ScaNN's ops must match the TensorFlow they were "
+                "built for)"
             )
 
 
@@ -120,9 +123,19 @@ class Recommender:
     Use :meth:`load`; the constructor takes already-loaded parts (for tests and tools).
     """
 
-    def __init__(self, run_dir: Path, retrieval_index, exact_index, ranking_model,
-                 movies: dict[str, np.ndarray], user_ids: np.ndarray, movie_vectors: np.ndarray,
-                 seen_indptr: np.ndarray, seen_movies: np.ndarray, manifest: dict[str, Any]):
+    def __init__(
+        self,
+        run_dir: Path,
+        retrieval_index,
+        exact_index,
+        ranking_model,
+        movies: dict[str, np.ndarray],
+        user_ids: np.ndarray,
+        movie_vectors: np.ndarray,
+        seen_indptr: np.ndarray,
+        seen_movies: np.ndarray,
+        manifest: dict[str, Any],
+    ):
         self.run_dir = run_dir
         self.retrieval_index = retrieval_index
         self.exact_index = exact_index
@@ -193,8 +206,18 @@ class Recommender:
             ranking = tf.saved_model.load(str(run_dir / "ranking_model"))
         except (OSError, KeyError, ValueError) as error:
             raise ArtifactError(f"cannot load {run_dir}: {error}") from None
-        return cls(run_dir, retrieval, exact, ranking, movies, user_ids, movie_vectors, indptr,
-                   seen, manifest)
+        return cls(
+            run_dir,
+            retrieval,
+            exact,
+            ranking,
+            movies,
+            user_ids,
+            movie_vectors,
+            indptr,
+            seen,
+            manifest,
+        )
 
     # ----------------------------------------------------------------------------- lookups
     def movie_row(self, movie: str | int) -> int:
@@ -218,8 +241,9 @@ class Recommender:
         """Movie rows the user rated in the training split."""
         return self.seen_movies[self.seen_indptr[user_row] : self.seen_indptr[user_row + 1]]
 
-    def _records(self, rows: Sequence[int], scores: Sequence[float],
-                 ratings: Sequence[float] | None) -> list[Recommendation]:
+    def _records(
+        self, rows: Sequence[int], scores: Sequence[float], ratings: Sequence[float] | None
+    ) -> list[Recommendation]:
         return [
             Recommendation(
                 rank=i + 1,
@@ -239,15 +263,22 @@ class Recommender:
             raise ValueError(f"{name} must be a positive integer, got {k!r}")
 
     # ----------------------------------------------------------------------------- recommend
-    def recommend(self, user_ids: str | int | Iterable[str | int], k: int = 10,
-                  num_candidates: int = 100, exclude_seen: bool = True, min_ratings: int = 0,
-                  rerank_weight: float | None = None):
+    def recommend(
+        self,
+        user_ids: str | int | Iterable[str | int],
+        k: int = 10,
+        num_candidates: int = 100,
+        exclude_seen: bool = True,
+        min_ratings: int = 0,
+        rerank_weight: float | None = None,
+    ):
         """Top-k movies for known users: retrieve, filter, re-rank by predicted rating.
 
         ScaNN retrieves candidates; movies the user rated in training (``exclude_seen``) and
         movies with fewer than ``min_ratings`` training ratings are dropped; the first
         ``num_candidates`` survivors are re-scored by the ranking model, blended with the
-        retrieval logit (see ``rerank_weight``), and the best ``k`` returned. When fewer than ``num_candidates`` survive the index's answer, the user's
+        retrieval logit (see ``rerank_weight``), and the best ``k`` returned. When fewer than
+        ``num_candidates`` survive the index's answer, the user's
         candidates come from exact search over the whole catalogue instead. If fewer than ``k``
         movies are left at all, the list is shorter than ``k``.
 
@@ -403,7 +434,7 @@ class Recommender:
 
     # ----------------------------------------------------------------------------- new users
     def user_vector(self, ratings: Mapping[str | int, float], steps: int = 150) -> np.ndarray:
-        """Folds a new user into the trained model: the query vector that best explains their movies.
+        """Folds a new user into the trained model: the query vector that explains their movies.
 
         The movie vectors stay fixed; the user vector minimizes the same catalogue softmax the
         retrieval task trained with (each rated movie a positive, weighted by its rating: 2 stars
@@ -441,8 +472,8 @@ class Recommender:
             gradient[-1] = 0.0
             first = 0.9 * first + 0.1 * gradient
             second = 0.999 * second + 0.001 * gradient**2
-            vector -= rate * (first / (1 - 0.9**step)) / (
-                np.sqrt(second / (1 - 0.999**step)) + 1e-8
+            vector -= (
+                rate * (first / (1 - 0.9**step)) / (np.sqrt(second / (1 - 0.999**step)) + 1e-8)
             )
         return vector.astype(np.float32)
 
@@ -461,9 +492,14 @@ class Recommender:
             values.append(value)
         return np.asarray(rows, np.int64), np.asarray(values, np.float32)
 
-    def recommend_for_ratings(self, ratings: Mapping[str | int, float], k: int = 10,
-                              num_candidates: int = 100, min_ratings: int = 0,
-                              rerank_weight: float | None = None) -> list[Recommendation]:
+    def recommend_for_ratings(
+        self,
+        ratings: Mapping[str | int, float],
+        k: int = 10,
+        num_candidates: int = 100,
+        min_ratings: int = 0,
+        rerank_weight: float | None = None,
+    ) -> list[Recommendation]:
         """Recommendations for a person who was not in training, from a few of their ratings.
 
         Args:
@@ -481,12 +517,17 @@ class Recommender:
         vector = self.user_vector(ratings)
         queries = tf.constant(vector[None, :])
         # The person's rating bias (the ranking model has none for them): their mean residual.
-        given = self.ranking_model.score_vectors(queries, tf.constant(self.movie_ids[rows][None, :]
-                                                                      .astype(str)))
+        given = self.ranking_model.score_vectors(
+            queries, tf.constant(self.movie_ids[rows][None, :].astype(str))
+        )
         offset = float(np.mean(values - given.numpy()[0]))
         scores, ids = self.retrieval_index.search(queries)
         candidate_rows, candidate_scores = self._filter(
-            [rows], ids.numpy(), scores.numpy(), max(k, num_candidates), min_ratings,
+            [rows],
+            ids.numpy(),
+            scores.numpy(),
+            max(k, num_candidates),
+            min_ratings,
             lambda i: vector,
         )
         return self._finish(

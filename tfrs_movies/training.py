@@ -77,7 +77,7 @@ class PreparedData:
         return rows
 
     def model_inputs(self, split: Ratings) -> dict[str, np.ndarray]:
-        """Integer model inputs for a split: ``user``, ``movie`` (int32), ``rating``, ``timestamp``."""
+        """Integer model inputs of a split: ``user``, ``movie``, ``rating``, ``timestamp``."""
         return {
             "user": self.user_vocab_of_row[split.user_index].astype(np.int32),
             "movie": self.movie_vocab_of_row[split.movie_index].astype(np.int32),
@@ -298,9 +298,11 @@ def fit_model(
     fit_examples = 0
     start_epoch = int(epoch.numpy())
     for current in range(start_epoch, t.epochs):
-        if t.early_stopping_patience and current - int(best_epoch.numpy()) >= (
+        if (
             t.early_stopping_patience
-        ) and has_validation:
+            and current - int(best_epoch.numpy()) >= (t.early_stopping_patience)
+            and has_validation
+        ):
             break
         started = time.perf_counter()
         order = epoch_order(prepared.fit.num_ratings, t.seed, current)
@@ -321,10 +323,9 @@ def fit_model(
             val = model.evaluate(validation_data, verbose=0, return_dict=True)
             record["val_retrieval_loss"] = float(val["retrieval_loss"])
             record["val_rmse"] = float(val["rmse"])
-            record["val_loss"] = (
-                t.retrieval_weight * record["val_retrieval_loss"]
-                + t.rating_weight * float(val["rating_loss"])
-            )
+            record["val_loss"] = t.retrieval_weight * record[
+                "val_retrieval_loss"
+            ] + t.rating_weight * float(val["rating_loss"])
             record["val_recall@10"] = validation_recall(model, prepared, validation_users)
             # Lower is better for the tracked value.
             tracked = {
@@ -354,11 +355,11 @@ def fit_model(
                     if key != "epoch":
                         tf.summary.scalar(key, value)
         log(
-            f"epoch {current + 1}/{t.epochs} {seconds:5.1f}s  retrieval {record['retrieval_loss']:.4f}"
-            f"  rating {record['rating_loss']:.4f}"
+            f"epoch {current + 1}/{t.epochs} {seconds:5.1f}s"
+            f"  retrieval {record['retrieval_loss']:.4f}  rating {record['rating_loss']:.4f}"
             + (
-                f"  | val recall@10 {record['val_recall@10']:.4f}  val rmse {record['val_rmse']:.4f}"
-                f"{'  *best' if improved else ''}"
+                f"  | val recall@10 {record['val_recall@10']:.4f}"
+                f"  val rmse {record['val_rmse']:.4f}{'  *best' if improved else ''}"
                 if has_validation
                 else ""
             )
@@ -470,12 +471,13 @@ def evaluate_model(model, prepared: PreparedData, config: Config, log: Log = _pr
                 for k, v in zip(ks, factorized.result(), strict=True)
             }
         )
-    results.update(
-        evaluation.rating_metrics(np.concatenate(predictions), prepared.test.rating)
-    )
+    results.update(evaluation.rating_metrics(np.concatenate(predictions), prepared.test.rating))
     results.update(
         evaluation.topn_metrics(
-            model_scores(model, prepared), prepared.train, prepared.test, ks=e.recall_ks,
+            model_scores(model, prepared),
+            prepared.train,
+            prepared.test,
+            ks=e.recall_ks,
             ndcg_k=e.ndcg_k,
         )
     )
@@ -533,8 +535,15 @@ def evaluate_recommender(recommender, prepared: PreparedData, k: int = 10) -> di
     return results
 
 
-_TABLE_KEYS = ("recall@10", "recall@100", "ndcg@10", "coverage@10", "factorized_top_100", "rmse",
-               "mae")
+_TABLE_KEYS = (
+    "recall@10",
+    "recall@100",
+    "ndcg@10",
+    "coverage@10",
+    "factorized_top_100",
+    "rmse",
+    "mae",
+)
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -677,9 +686,11 @@ def train_and_evaluate(
         return RunResult(workdir, {}, config)
     if replicated:
         model = build_model(prepared, config)
-        restored = tf.train.Checkpoint(model=model).restore(
-            tf.train.latest_checkpoint(str(partial / "checkpoints" / "best"))
-        ).expect_partial()
+        restored = (
+            tf.train.Checkpoint(model=model)
+            .restore(tf.train.latest_checkpoint(str(partial / "checkpoints" / "best")))
+            .expect_partial()
+        )
         sample = prepared.model_inputs(prepared.fit)
         model.task_losses({key: value[:2] for key, value in sample.items()})  # creates weights
         restored.assert_existing_objects_matched()

@@ -64,7 +64,10 @@ class RatingHead(tf.keras.Model):
         )
         self.dropout = StatelessDropout(config.rating_dropout, seed)
         self.mlp = tf.keras.Sequential(
-            [tf.keras.layers.Dense(units, activation="relu") for units in config.rating_hidden_units]
+            [
+                tf.keras.layers.Dense(units, activation="relu")
+                for units in config.rating_hidden_units
+            ]
             + [tf.keras.layers.Dense(1)],
             name="mlp",
         )

@@ -57,8 +57,9 @@ class UserTower(tf.keras.Model):
             self.occupation_table = _table(tables.user_occupation, "occupation_table")
             self.age_embedding = _embedding(len(AGE_BUCKETS) + 1, dim, l2, "age")
             self.gender_embedding = _embedding(3, dim, l2, "gender")
-            self.occupation_embedding = _embedding(int(tables.user_occupation.max()) + 2, dim, l2,
-                                                   "occupation")
+            self.occupation_embedding = _embedding(
+                int(tables.user_occupation.max()) + 2, dim, l2, "occupation"
+            )
         if self.use_timestamp:
             self.timestamp_mean = float(tables.timestamp_mean)
             self.timestamp_std = float(tables.timestamp_std)
