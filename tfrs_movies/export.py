@@ -219,7 +219,12 @@ def build_scann(
 
 
 def tune_scann(
-    candidates: np.ndarray, queries: np.ndarray, k: int, config, log: Callable[[str], None] = print
+    candidates: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    config,
+    identifiers: np.ndarray | None = None,
+    log: Callable[[str], None] = print,
 ) -> tuple[Any, dict[str, Any]]:
     """Chooses ScaNN parameters that reach ``config.target_recall`` recall@10 against exact search.
 
@@ -231,12 +236,16 @@ def tune_scann(
         queries: (Q, dim) float32 query vectors (all users).
         k: how many results the index returns.
         config: the :class:`~tfrs_movies.config.IndexConfig`.
+        identifiers: (N,) str ids the index returns; default the row numbers.
 
     Returns:
-        (ScaNN layer, description with the parameters and the measured recall@10).
+        (ScaNN layer, description with the parameters and the measured recall@10). The layer
+        is the one measured: re-indexing would retrain ScaNN's partitions and change its recall.
     """
     n = candidates.shape[0]
-    identifiers = np.arange(n).astype(str)
+    if identifiers is None:
+        identifiers = np.arange(n).astype(str)
+    row_of_id = {identifier: row for row, identifier in enumerate(identifiers.tolist())}
     num_leaves = config.num_leaves or max(1, min(n, round(math.sqrt(n))))
     exact = exact_top_k(queries, candidates, 10)
     if config.num_leaves_to_search:
@@ -248,12 +257,10 @@ def tune_scann(
         started = time.perf_counter()
         layer = build_scann(candidates, identifiers, k, num_leaves, searched, min(reorder, n))
         build_seconds = time.perf_counter() - started
-        approximate = np.concatenate(
-            [
-                layer(queries[s : s + 4096])[1].numpy().astype(int)
-                for s in range(0, len(queries), 4096)
-            ]
+        answers = np.concatenate(
+            [layer(queries[s : s + 4096])[1].numpy() for s in range(0, len(queries), 4096)]
         )
+        approximate = np.vectorize(lambda b: row_of_id[b.decode()])(answers[:, :10])
         recall = recall_against_exact(approximate, exact, 10)
         description = {
             "num_leaves": num_leaves,
@@ -304,9 +311,9 @@ def export_run(
     # Enough candidates that, for almost every user, num_candidates survive the exclusion of
     # seen movies; the Recommender falls back to exact search for the rest.
     k = int(min(len(movie_ids), config.index.k + np.percentile(seen_counts[1:], 99)))
-    layer, index_description = tune_scann(catalogue, queries, k, config.index, log=log)
-    # Identifiers: the index was tuned with row numbers; the exported one returns movie ids.
-    layer.index(tf.constant(catalogue), identifiers=tf.constant(movie_ids))
+    layer, index_description = tune_scann(
+        catalogue, queries, k, config.index, identifiers=movie_ids, log=log
+    )
     scann_module = _index_module(user_ids, model.user_tower, layer, dim)
     scann_module(tf.constant(user_ids[:1]))  # fixes shapes before saving, as ScaNN requires
     _save(scann_module, run_dir / "retrieval_index")

@@ -617,6 +617,7 @@ def train_and_evaluate(
     import tensorflow as tf
 
     from tfrs_movies import distributed, export
+    from tfrs_movies.recommender import Recommender
 
     # tf.distribute (issue 8): the strategy comes first (MultiWorkerMirroredStrategy must be
     # created before other TensorFlow ops); only the chief writes the run directory.
@@ -704,8 +705,6 @@ def train_and_evaluate(
         "history": fit.history,
     }
     export.export_run(model, prepared, config, metrics, partial, log=log)
-    from tfrs_movies.recommender import Recommender
-
     metrics["pipeline"] = evaluate_recommender(Recommender.load(partial, verify=False), prepared)
     pipeline = metrics["pipeline"]
     log(
