@@ -14,17 +14,8 @@ from tfrs_movies.errors import TfrsMoviesError
 
 pytest.importorskip("tensorflow")
 
+from tfrs_movies.training import HEADLINE_METRICS as HEADLINE  # noqa: E402
 from tfrs_movies.training import train_and_evaluate  # noqa: E402
-
-HEADLINE = (
-    "recall@10",
-    "recall@100",
-    "ndcg@10",
-    "coverage@10",
-    "factorized_top_100",
-    "rmse",
-    "mae",
-)
 
 
 def _quiet(message: str) -> None:

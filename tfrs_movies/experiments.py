@@ -40,6 +40,7 @@ import numpy as np
 
 from tfrs_movies.config import Config, config_from_dict
 from tfrs_movies.errors import ConfigError, TfrsMoviesError
+from tfrs_movies.training import HEADLINE_METRICS
 
 Log = Callable[[str], None]
 TrainFn = Callable[..., Any]
@@ -846,15 +847,7 @@ def expand_runs(paths: Iterable[str | Path]) -> list[Path]:
     return list(dict.fromkeys(runs))
 
 
-COMPARE_KEYS = (
-    "recall@10",
-    "recall@100",
-    "ndcg@10",
-    "coverage@10",
-    "factorized_top_100",
-    "rmse",
-    "mae",
-)
+COMPARE_KEYS = HEADLINE_METRICS
 
 
 def compare_runs(paths: Iterable[str | Path]) -> dict[str, Any]:

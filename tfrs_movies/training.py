@@ -535,7 +535,8 @@ def evaluate_recommender(recommender, prepared: PreparedData, k: int = 10) -> di
     return results
 
 
-_TABLE_KEYS = (
+# The metrics every table of runs shows (train's summary, compare, the tests).
+HEADLINE_METRICS = (
     "recall@10",
     "recall@100",
     "ndcg@10",
@@ -549,7 +550,7 @@ _TABLE_KEYS = (
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A plain-text table: the model beside the baselines, one column per headline metric."""
     rows = {"model": metrics["model"], **metrics.get("baselines", {})}
-    keys = [k for k in _TABLE_KEYS if any(k in row for row in rows.values())]
+    keys = [k for k in HEADLINE_METRICS if any(k in row for row in rows.values())]
     width = max(len(name) for name in rows) + 2
     lines = ["".ljust(width) + "".join(k.rjust(20) for k in keys)]
     for name, row in rows.items():
