@@ -51,6 +51,9 @@ def test_saved_indexes_return_the_in_memory_top_k(in_memory):
     np.testing.assert_allclose(
         scores.numpy()[:, :10], np.sort(queries @ catalogue.T, axis=1)[:, ::-1][:, :10], rtol=1e-5
     )
+    # `rows` answers with positions in vocab/movies.csv: the same movies as the ids.
+    rows = exact.rows(tf.constant(user_ids))[1].numpy()
+    np.testing.assert_array_equal(movie_ids[rows], ids.numpy().astype(str))
     scann_ids = tf.saved_model.load(str(run_dir / "retrieval_index"))(tf.constant(user_ids))[1]
     recall = export.recall_against_exact(scann_ids.numpy()[:, :10], ids.numpy()[:, :10])
     assert recall >= 0.95

@@ -55,8 +55,12 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _index_module(user_ids: np.ndarray, user_tower, layer, dim: int):
-    """A tf.Module: string user ids (or query vectors) in, (scores, movie ids) out."""
+def _index_module(user_ids: np.ndarray, movie_ids: np.ndarray, user_tower, layer, dim: int):
+    """A tf.Module: string user ids (or query vectors) in, (scores, movie ids) out.
+
+    ``rows``/``search_rows`` return positions in ``vocab/movies.csv`` instead of ids, so that
+    the Recommender never handles strings for the hundreds of candidates per user.
+    """
     import tensorflow as tf
 
     class IndexModule(tf.Module):
@@ -65,8 +69,21 @@ def _index_module(user_ids: np.ndarray, user_tower, layer, dim: int):
             self.user_lookup = tf.keras.layers.StringLookup(
                 vocabulary=list(user_ids), num_oov_indices=1, mask_token=None
             )
+            self.movie_lookup = tf.keras.layers.StringLookup(
+                vocabulary=list(movie_ids), num_oov_indices=1, mask_token=None
+            )
             self.user_tower = user_tower
             self.index = layer
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_ids")])
+        def rows(self, user_ids):
+            scores, movie_ids = self.__call__(user_ids)
+            return scores, self.movie_lookup(movie_ids) - 1
+
+        @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="queries")])
+        def search_rows(self, queries):
+            scores, movie_ids = self.index(queries)
+            return scores, self.movie_lookup(movie_ids) - 1
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_ids")])
         def __call__(self, user_ids):
@@ -314,13 +331,13 @@ def export_run(
     layer, index_description = tune_scann(
         catalogue, queries, k, config.index, identifiers=movie_ids, log=log
     )
-    scann_module = _index_module(user_ids, model.user_tower, layer, dim)
+    scann_module = _index_module(user_ids, movie_ids, model.user_tower, layer, dim)
     scann_module(tf.constant(user_ids[:1]))  # fixes shapes before saving, as ScaNN requires
     _save(scann_module, run_dir / "retrieval_index")
 
     brute_force = tfrs.layers.factorized_top_k.BruteForce(k=k)
     brute_force.index(tf.constant(catalogue), identifiers=tf.constant(movie_ids))
-    exact_module = _index_module(user_ids, model.user_tower, brute_force, dim)
+    exact_module = _index_module(user_ids, movie_ids, model.user_tower, brute_force, dim)
     exact_module(tf.constant(user_ids[:1]))
     _save(exact_module, run_dir / "exact_index")
 

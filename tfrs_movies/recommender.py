@@ -156,12 +156,8 @@ class Recommender:
         self._title_rows: dict[str, list[int]] = {}
         for row, title in enumerate(self.titles.tolist()):
             self._title_rows.setdefault(title, []).append(row)
-        # Fixed-width bytes: TensorFlow takes them without per-string conversion, and sorted
-        # they map the index's answers back to rows by binary search.
+        # Fixed-width bytes: TensorFlow takes them without per-string conversion.
         self._id_bytes = np.array([m.encode() for m in self.movie_ids.tolist()])
-        order = np.argsort(self._id_bytes, kind="stable")
-        self._sorted_id_bytes = self._id_bytes[order]
-        self._sorted_id_rows = order.astype(np.int64)
         embedding = movie_vectors[:, :-1]  # the last column is the retrieval bias
         norms = np.linalg.norm(embedding, axis=1, keepdims=True)
         self._unit_vectors = embedding / np.maximum(norms, 1e-12)
@@ -318,10 +314,10 @@ class Recommender:
             rows.append(self._user_row[user])
         import tensorflow as tf
 
-        scores, ids = self.retrieval_index(tf.constant(users))
+        scores, movie_rows = self.retrieval_index.rows(tf.constant(users))
         candidate_rows, candidate_scores = self._filter(
             [self.seen_rows(row) if exclude_seen else None for row in rows],
-            ids.numpy(),
+            movie_rows.numpy(),
             scores.numpy(),
             max(k, num_candidates),
             min_ratings,
@@ -336,12 +332,12 @@ class Recommender:
             lambda movie_ids: self.ranking_model.score_candidates(tf.constant(users), movie_ids),
         )
 
-    def _filter(self, excluded, ids, scores, wanted, min_ratings, query_vector):
+    def _filter(self, excluded, movie_rows, scores, wanted, min_ratings, query_vector):
         """Per query: the candidates that pass the filters, best first, at most ``wanted``.
 
         Args:
             excluded: per query, movie rows to drop (or None).
-            ids, scores: (Q, K) the index's answer (movie ids as bytes, scores).
+            movie_rows, scores: (Q, K) the index's answer (rows of the movie table, scores).
             wanted: how many candidates to keep per query.
             min_ratings: drop movies with fewer training ratings.
             query_vector: ``i -> (dim,)`` query vector of query i, for the exact fallback.
@@ -349,7 +345,7 @@ class Recommender:
         Returns:
             (rows, scores): per query, int64 movie rows and their retrieval scores.
         """
-        movie_rows = self._rows_of_ids(ids)
+        movie_rows = movie_rows.astype(np.int64)
         keep = self._keep_matrix(movie_rows, excluded, min_ratings)
         # Position of each kept candidate among its query's kept ones; keep the first `wanted`.
         rank = np.cumsum(keep, axis=1)
@@ -367,23 +363,23 @@ class Recommender:
                 all_scores[i] = query_scores[order][mask][:wanted]
         return all_rows, all_scores
 
-    def _rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
-        """(Q, K) movie-id bytes -> (Q, K) int64 movie rows, vectorized by binary search."""
-        positions = np.searchsorted(self._sorted_id_bytes, ids)
-        return self._sorted_id_rows[positions]
-
     def _keep_matrix(self, movie_rows, excluded, min_ratings):
         """(Q, K) bool: candidates that are neither excluded for their query nor too rare."""
         keep = np.ones(movie_rows.shape, bool)
         sizes = [0 if drop is None else len(drop) for drop in excluded]
         if sum(sizes):
-            # Membership of (query, movie) pairs, as one integer key per pair.
-            n = len(self.movie_ids)
             query_of_drop = np.repeat(np.arange(len(excluded)), sizes)
             drops = np.concatenate([d for d in excluded if d is not None and len(d)])
-            dropped_keys = query_of_drop * n + drops
-            keys = np.arange(len(excluded))[:, None] * n + movie_rows
-            keep &= ~np.isin(keys, dropped_keys)
+            n = len(self.movie_ids)
+            if len(excluded) * n <= _DENSE_MASK_LIMIT:
+                # One scatter into a dense (Q, N) mask, then one gather: the fastest way here.
+                dropped = np.zeros((len(excluded), n), bool)
+                dropped[query_of_drop, drops] = True
+                keep &= ~np.take_along_axis(dropped, movie_rows, 1)
+            else:
+                # Membership of (query, movie) pairs as one integer key per pair.
+                keys = np.arange(len(excluded))[:, None] * n + movie_rows
+                keep &= ~np.isin(keys, query_of_drop * n + drops)
         if min_ratings > 0:
             keep &= self.num_ratings[movie_rows] >= min_ratings
         return keep
@@ -521,10 +517,10 @@ class Recommender:
             queries, tf.constant(self.movie_ids[rows][None, :].astype(str))
         )
         offset = float(np.mean(values - given.numpy()[0]))
-        scores, ids = self.retrieval_index.search(queries)
+        scores, movie_rows = self.retrieval_index.search_rows(queries)
         candidate_rows, candidate_scores = self._filter(
             [rows],
-            ids.numpy(),
+            movie_rows.numpy(),
             scores.numpy(),
             max(k, num_candidates),
             min_ratings,
@@ -539,6 +535,9 @@ class Recommender:
             lambda movie_ids: self.ranking_model.score_vectors(queries, movie_ids) + offset,
         )
 
+
+# Largest (queries x movies) boolean mask built for the seen-movie filter (64 MB).
+_DENSE_MASK_LIMIT = 64_000_000
 
 # Measured on ml-100k (see README): ordering purely by predicted rating halves Recall@10, since
 # a high predicted rating does not mean the user would choose the movie; a small weight keeps

@@ -37,6 +37,40 @@ class StatelessDropout(tf.keras.layers.Layer):
         return tf.where(keep, inputs / (1.0 - self.rate), tf.zeros_like(inputs))
 
 
+class CatalogueRetrieval(tfrs.tasks.Retrieval):
+    """A TFRS Retrieval task that can also use the whole catalogue as negatives.
+
+    ``call`` is TFRS's in-batch task unchanged. :meth:`catalogue_loss` is the exact softmax over
+    every movie: each query's logits are its scores against the catalogue (divided by the
+    temperature) and its label is its own movie. That is what the in-batch call computes with
+    ``[batch positives; catalogue]`` candidates and a mask removing the positives' duplicates,
+    without the (batch x batch) block: 7x less work per step at batch 8192 on ml-100k.
+    """
+
+    def catalogue_loss(self, query_embeddings, catalogue_embeddings, positive_rows) -> tf.Tensor:
+        """Summed softmax cross-entropy of each query's positive against every movie.
+
+        Args:
+            query_embeddings: (batch, dim) float32.
+            catalogue_embeddings: (num_candidates, dim) float32, row i is candidate i.
+            positive_rows: (batch,) int rows of ``catalogue_embeddings`` that were chosen.
+
+        Returns:
+            Scalar float32: the loss summed over the batch (as the task's SUM-reduced loss).
+        """
+        scores = tf.linalg.matmul(query_embeddings, catalogue_embeddings, transpose_b=True)
+        if self._temperature is not None:
+            scores = scores / self._temperature
+        loss = tf.reduce_sum(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.cast(positive_rows, tf.int32), logits=scores
+            )
+        )
+        for metric in self._loss_metrics:
+            metric.update_state(loss)
+        return loss
+
+
 class RatingHead(tf.keras.Model):
     """Predicts a star rating from the two towers' outputs.
 
@@ -141,7 +175,7 @@ class MovieLensModel(tfrs.models.Model):
         )
         # Losses are summed here and divided by the batch size in task_losses, so that the loss
         # weights mean the same at any batch size and under tf.distribute replication.
-        self.retrieval_task = tfrs.tasks.Retrieval(
+        self.retrieval_task = CatalogueRetrieval(
             loss=tf.keras.losses.CategoricalCrossentropy(
                 from_logits=True, reduction=tf.keras.losses.Reduction.SUM
             ),
@@ -186,19 +220,8 @@ class MovieLensModel(tfrs.models.Model):
             compute_metrics=not training,
         )
         if self.negatives == "catalogue":
-            # Exact softmax over the whole catalogue, through the Retrieval task: candidates are
-            # [batch positives; every movie]. The mask keeps, for each query, its own positive
-            # and every catalogue movie except that positive's duplicate.
-            catalogue = self.catalogue_vectors()
-            batch = tf.shape(movie_index)[0]
-            own_positive = tf.eye(batch, dtype=tf.bool)
-            others = movie_index[:, None] != tf.range(self.num_movies + 1)[None, :]
-            retrieval_loss = self.retrieval_task(
-                user_vectors,
-                tf.concat([movie_vectors, catalogue], 0),
-                score_mask=tf.concat([own_positive, others], 1),
-                compute_metrics=False,
-                compute_batch_metrics=False,
+            retrieval_loss = self.retrieval_task.catalogue_loss(
+                user_vectors, self.catalogue_vectors(), movie_index
             )
         else:
             # In-batch sampled softmax, corrected for popularity-proportional sampling (logQ).
