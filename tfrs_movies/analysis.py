@@ -17,8 +17,8 @@ same score for random clusterings with the very same cluster sizes (movies shuff
 over several seeded shuffles; ``lift = purity / random purity``. Movies without any genre are left
 out of the purity (but clustered and plotted).
 
-Caveat: when the run's movie tower uses genres as an input (``model.use_genres``, the default),
-part of the purity is put there by construction; train with ``model.use_genres=false`` to measure
+Caveat: when the run's movie tower uses genres as an input (``model.use_genres = true``; off by
+default), part of the purity is put there by construction; with genres off the purity measures
 only what the ratings taught.
 """
 
