@@ -9,6 +9,7 @@ Ctrl-C exits with 130. Neither prints a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -156,11 +157,20 @@ def _print_records(records, as_json: bool, header: str) -> None:
         print(line)
 
 
+@contextlib.contextmanager
+def _lookup_errors_reported():
+    """The Recommender's KeyError/ValueError (unknown user or movie, bad k) as a one-line error."""
+    try:
+        yield
+    except (KeyError, ValueError) as error:
+        raise TfrsMoviesError(error.args[0] if error.args else str(error)) from None
+
+
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from tfrs_movies.recommender import Recommender
 
     recommender = Recommender.load(args.run_dir)
-    try:
+    with _lookup_errors_reported():
         records = recommender.recommend(
             args.user,
             k=args.k,
@@ -168,8 +178,6 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
             exclude_seen=not args.include_seen,
             min_ratings=args.min_ratings,
         )
-    except (KeyError, ValueError) as error:
-        raise TfrsMoviesError(error.args[0] if error.args else str(error)) from None
     _print_records(records, args.json, f"top {args.k} movies for user {args.user}:")
     return 0
 
@@ -178,11 +186,9 @@ def _cmd_similar(args: argparse.Namespace) -> int:
     from tfrs_movies.recommender import Recommender
 
     recommender = Recommender.load(args.run_dir)
-    try:
+    with _lookup_errors_reported():
         row = recommender.movie_row(args.movie)
         records = recommender.similar_movies(args.movie, k=args.k)
-    except (KeyError, ValueError) as error:
-        raise TfrsMoviesError(error.args[0] if error.args else str(error)) from None
     title = recommender.titles[row]
     _print_records(records, args.json, f"movies most similar to {title}:")
     return 0

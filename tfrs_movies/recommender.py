@@ -127,7 +127,6 @@ class Recommender:
         self,
         run_dir: Path,
         retrieval_index,
-        exact_index,
         ranking_model,
         movies: dict[str, np.ndarray],
         user_ids: np.ndarray,
@@ -135,10 +134,10 @@ class Recommender:
         seen_indptr: np.ndarray,
         seen_movies: np.ndarray,
         manifest: dict[str, Any],
+        config: dict[str, Any],
     ):
         self.run_dir = run_dir
         self.retrieval_index = retrieval_index
-        self.exact_index = exact_index
         self.ranking_model = ranking_model
         self.movie_ids = movies["movie_id"]
         self.titles = movies["title"]
@@ -149,7 +148,7 @@ class Recommender:
         self.seen_indptr = seen_indptr
         self.seen_movies = seen_movies
         self.manifest = manifest
-        self.config = json.loads((run_dir / "config.json").read_text())
+        self.config = config
         self.temperature = float(self.config["model"]["temperature"])
         self._user_row = {uid: row for row, uid in enumerate(user_ids.tolist())}
         self._movie_row = {mid: row for row, mid in enumerate(self.movie_ids.tolist())}
@@ -197,15 +196,15 @@ class Recommender:
             movie_vectors = np.load(run_dir / "vocab" / "movie_vectors.npy", allow_pickle=False)
             indptr = np.load(run_dir / "seen" / "indptr.npy", allow_pickle=False)
             seen = np.load(run_dir / "seen" / "movies.npy", allow_pickle=False)
+            config = json.loads((run_dir / "config.json").read_text())
+            # exact_index/ is for downstream checks; the Recommender's exact fallback is numpy.
             retrieval = tf.saved_model.load(str(run_dir / "retrieval_index"))
-            exact = tf.saved_model.load(str(run_dir / "exact_index"))
             ranking = tf.saved_model.load(str(run_dir / "ranking_model"))
         except (OSError, KeyError, ValueError) as error:
             raise ArtifactError(f"cannot load {run_dir}: {error}") from None
         return cls(
             run_dir,
             retrieval,
-            exact,
             ranking,
             movies,
             user_ids,
@@ -213,6 +212,7 @@ class Recommender:
             indptr,
             seen,
             manifest,
+            config,
         )
 
     # ----------------------------------------------------------------------------- lookups
