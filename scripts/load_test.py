@@ -3,18 +3,23 @@
     python scripts/load_test.py RUN_DIR            # starts the server on a free loopback port
     python scripts/load_test.py http://127.0.0.1:8000
 
-Each of ``--clients`` threads (default 50) sends ``--requests`` requests (default 40) over one
-keep-alive connection, cycling through user recommendations, new-user recommendations (POST),
-similar movies, title search and health, with seeded random users, movies and queries. The
-whole test stops after ``--max-seconds``; every request has a ``--timeout``. Prints p50, p90,
-p99 and max latency overall and per endpoint, throughput, and errors (any non-200 answer or
-failed request). Exit status 0 when every request was sent and answered 200, 1 otherwise, 2 on
-bad arguments or a server that does not start. Only loopback addresses are accepted.
+Given a run directory, the server is started with ``--workers`` processes (default: one per
+core) and the test begins once it prints that every worker is ready. Each of ``--clients``
+concurrent clients (default 50; asyncio tasks in one thread, so that the load generator costs
+little of the machine it shares with the server) sends ``--requests`` requests (default 40),
+one after another, over one keep-alive connection, cycling through user recommendations,
+new-user recommendations (POST), similar movies, title search and health, with seeded random
+users, movies and queries. The whole test stops after ``--max-seconds``; every request has a
+``--timeout``. Prints p50, p90, p99 and max latency overall and per endpoint, throughput, and
+errors (any non-200 answer or failed request). Exit status 0 when every request was sent and
+answered 200, 1 otherwise, 2 on bad arguments or a server that does not start. Only loopback
+addresses are accepted.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import os
@@ -24,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from collections import Counter, defaultdict
@@ -33,6 +37,8 @@ from pathlib import Path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 KINDS = ("user", "new_user", "similar", "search", "health")
+# A request that gets no complete answer: refused or reset, timed out, cut short, or garbled.
+FAILURES = (OSError, EOFError, asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError)
 
 
 @dataclass
@@ -42,7 +48,6 @@ class Result:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: Counter = field(default_factory=Counter)
     not_sent: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def free_port() -> int:
@@ -80,6 +85,20 @@ def wait_for_health(host: str, port: int, process: subprocess.Popen | None, seco
             time.sleep(0.25)
 
 
+def wait_until_serving(log_path: str, process: subprocess.Popen, seconds: float) -> None:
+    """Waits for the server's "serving ... at" line: it prints it once every worker listens."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            if any(line.startswith("serving ") for line in log):
+                return
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server was not ready within {seconds:.0f} s")
+        time.sleep(0.25)
+
+
 def plan_requests(client: int, count: int, users, movies, queries, seed: int):
     """The (kind, method, path, body) requests of one client, seeded."""
     rng = random.Random(seed * 1_000_003 + client)
@@ -105,34 +124,80 @@ def plan_requests(client: int, count: int, users, movies, queries, seed: int):
     return requests
 
 
-def run_client(host, port, requests, timeout, deadline, start, result: Result) -> None:
+class Connection:
+    """One keep-alive HTTP/1.1 connection, spoken directly over asyncio streams.
+
+    A load generator must cost much less than the server it measures: a request here is one
+    write and two reads, a few tens of microseconds of client CPU.
+    """
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes | None) -> int:
+        """Sends one request and reads the whole answer; returns the HTTP status."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        body = body or b""
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode("latin-1") + body)
+        answer = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = answer.decode("latin-1").split("\r\n")
+        length = None
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        if length is None:  # every answer of the API has a length; anything else is an error
+            raise ConnectionError(f"answer without Content-Length: {status_line}")
+        await self.reader.readexactly(length)
+        return int(status_line.split(" ", 2)[1])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
+async def run_client(host, port, requests, timeout, deadline, start, result: Result) -> None:
     """Sends the requests one after another over a keep-alive connection."""
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    headers = {"Content-Type": "application/json"}
-    start.wait()
+    connection = Connection(host, port)
+    await start.wait()
     try:
         for done, (kind, method, path, body) in enumerate(requests):
             if time.monotonic() > deadline:
-                with result.lock:
-                    result.not_sent += len(requests) - done
+                result.not_sent += len(requests) - done
                 return
             began = time.perf_counter()
             try:
-                connection.request(method, path, body=body, headers=headers)
-                response = connection.getresponse()
-                response.read()
-                status = response.status
-            except (OSError, http.client.HTTPException) as error:
+                status = await asyncio.wait_for(connection.request(method, path, body), timeout)
+            except FAILURES as error:
                 status = type(error).__name__
-                connection.close()
-                connection = http.client.HTTPConnection(host, port, timeout=timeout)
-            elapsed = time.perf_counter() - began
-            with result.lock:
-                result.latencies[kind].append(elapsed)
-                if status != 200:
-                    result.errors[f"{kind}: {status}"] += 1
+                connection.close()  # a new connection for the next request
+            result.latencies[kind].append(time.perf_counter() - began)
+            if status != 200:
+                result.errors[f"{kind}: {status}"] += 1
     finally:
         connection.close()
+
+
+async def run_clients(host, port, plans, timeout, deadline, result: Result) -> float:
+    """Runs every client's plan at once; returns the wall time from the common start."""
+    start = asyncio.Event()
+    tasks = [
+        asyncio.ensure_future(run_client(host, port, plan, timeout, deadline, start, result))
+        for plan in plans
+    ]
+    await asyncio.sleep(0)  # every client is waiting at the start line
+    began = time.perf_counter()
+    start.set()
+    await asyncio.wait(tasks)
+    return time.perf_counter() - began
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -176,28 +241,18 @@ def load_test(host: str, port: int, args: argparse.Namespace) -> dict:
         connection.close()
 
     result = Result()
-    start = threading.Barrier(args.clients + 1)
     deadline = time.monotonic() + args.max_seconds
-    threads = [
-        threading.Thread(
-            target=run_client,
-            args=(host, port, plan, args.timeout, deadline, start, result),
-            daemon=True,
-        )
-        for plan in plans
-    ]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()) + args.timeout + 5)
-    wall = time.perf_counter() - began
+    try:  # uvloop (installed with the server) makes the load generator cheaper still
+        import uvloop
+
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    wall = run(run_clients(host, port, plans, args.timeout, deadline, result))
     everything = [v for values in result.latencies.values() for v in values]
-    with result.lock:  # threads still running past the deadline cannot change the numbers now
-        sent = len(everything)
-        errors = sum(result.errors.values())
-        not_sent = args.clients * args.requests - sent
+    sent = len(everything)
+    errors = sum(result.errors.values())
+    not_sent = args.clients * args.requests - sent
     return {
         "url": f"http://{host}:{port}",
         "run_name": health.get("run_name"),
@@ -250,10 +305,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--startup-seconds", type=float, default=180.0, help="server start limit")
     parser.add_argument("--seed", type=int, default=0, help="random users/movies/queries")
     parser.add_argument("--target-p99-ms", type=float, default=50.0, help="p99 goal (default 50)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="server processes when starting the server (default: one per core)",
+    )
     parser.add_argument("--access-log", action="store_true", help="server logs every request")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
-    for name, most in (("clients", 500), ("requests", 10_000)):
+    for name, most in (("clients", 500), ("requests", 10_000), ("workers", 64)):
         value = getattr(args, name)
         if not 1 <= value <= most:
             parser.error(f"--{name} must be within 1-{most}, got {value}")
@@ -282,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         host, port = "127.0.0.1", free_port()
         command = [sys.executable, "-m", "tfrs_movies.cli", "serve", str(run_dir)]
-        command += ["--host", host, "--port", str(port), "--log-level", "warning"]
+        command += ["--host", host, "--port", str(port), "--workers", str(args.workers)]
         if not args.access_log:
             command.append("--no-access-log")
         log = tempfile.NamedTemporaryFile("w+", prefix="tfrs-serve-", suffix=".log", delete=False)
@@ -291,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if process is not None:
             try:
-                wait_for_health(host, port, process, args.startup_seconds)
+                wait_until_serving(log.name, process, args.startup_seconds)
+                wait_for_health(host, port, process, 30)
                 started = True
             except RuntimeError as error:
                 log.seek(0)

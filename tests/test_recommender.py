@@ -71,6 +71,112 @@ def test_batch_equals_one_by_one(recommender: Recommender):
         )
 
 
+def test_index_padding_is_never_a_candidate(recommender: Recommender):
+    """ScaNN pads a batch's answers with NaN scores and the first movie; they must be dropped."""
+    rows = np.array([[5, 7, 0, 0], [3, 1, 2, 4]])
+    scores = np.array([[0.9, 0.5, np.nan, np.nan], [0.8, 0.7, 0.6, 0.5]], np.float32)
+    query = recommender.movie_vectors[10]
+
+    def keep(wanted):
+        return recommender._filter([None, None], rows, scores, wanted, 0, lambda i: query)
+
+    kept_rows, kept_scores = keep(2)
+    assert [r.tolist() for r in kept_rows] == [[5, 7], [3, 1]]
+    assert kept_scores[0].tolist() == pytest.approx([0.9, 0.5])
+    # Three wanted: query 0 has only two real answers, so exact search answers it instead.
+    kept_rows, kept_scores = keep(3)
+    exact = np.argsort(-(recommender.movie_vectors @ query), kind="stable")[:3]
+    assert kept_rows[0].tolist() == exact.tolist() and np.isfinite(kept_scores[0]).all()
+    assert kept_rows[1].tolist() == [3, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def savedmodel_recommender(tiny_run: Path) -> Recommender:
+    return Recommender.load(tiny_run, numpy_rescoring=False)
+
+
+def test_numpy_rescoring_matches_the_savedmodel(
+    recommender: Recommender, savedmodel_recommender: Recommender
+):
+    assert recommender.rating_head is not None and savedmodel_recommender.rating_head is None
+    users = recommender.user_ids.tolist()
+    fast = recommender.recommend(users, k=10)
+    slow = savedmodel_recommender.recommend(users, k=10)
+    for fast_records, slow_records in zip(fast, slow, strict=True):
+        assert [r.movie_id for r in fast_records] == [r.movie_id for r in slow_records]
+        assert [r.predicted_rating for r in fast_records] == pytest.approx(
+            [r.predicted_rating for r in slow_records], abs=1e-4
+        )
+    ratings = {recommender.movie_ids[i]: value for i, value in [(0, 5.0), (3, 1.5), (9, 4.0)]}
+    fast_new = recommender.recommend_for_ratings(ratings, k=10)
+    slow_new = savedmodel_recommender.recommend_for_ratings(ratings, k=10)
+    assert [r.movie_id for r in fast_new] == [r.movie_id for r in slow_new]
+    assert [r.predicted_rating for r in fast_new] == pytest.approx(
+        [r.predicted_rating for r in slow_new], abs=1e-4
+    )
+
+
+def test_numpy_rating_head_known_answer():
+    """A hand-sized head: mean + biases + a one-hidden-unit MLP, computed by hand."""
+    from tfrs_movies.rescoring import NumpyRatingHead
+
+    movies = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)
+    first = (np.array([[1.0], [0.0], [0.0], [1.0], [1.0], [-1.0]], np.float32), np.array([0.5]))
+    last = (np.array([[2.0]], np.float32), np.array([0.25]))
+    head = NumpyRatingHead(
+        3.0, np.array([0.0, 0.1]), np.array([0.0, -0.2, 0.3]), movies, [first, last]
+    )
+    user = np.array([[1.0, 1.0]], np.float32)
+    # movie 0: u=(1,1), m=(1,0), u*m=(1,0): hidden = 1 + 0 + 1 + 0.5 = 2.5 -> relu 2.5
+    #   -> 2 * 2.5 + 0.25 = 5.25; + mean 3 + user bias 0.1 + movie bias -0.2 = 8.15
+    # movie 1: m=(0,2), u*m=(0,2): hidden = 1 + 2 - 2 + 0.5 = 1.5 -> 3.25 + 3 + 0.1 + 0.3 = 6.65
+    got = head(np.array([1]), user, np.array([[0, 1]]))
+    np.testing.assert_allclose(got, [[8.15, 6.65]], rtol=1e-6)
+    with pytest.raises(ValueError, match="inputs"):
+        NumpyRatingHead(3.0, np.zeros(2), np.zeros(3), movies, [last])
+
+
+def test_fold_in_reaches_the_minimum(recommender: Recommender):
+    """The folded-in vector minimizes the documented objective: numpy gradient ~ 0 and no
+    random nearby point is lower."""
+    from tfrs_movies.recommender import _FOLD_IN_L2
+
+    ratings = {recommender.movie_ids[i]: value for i, value in [(2, 5.0), (5, 4.0), (8, 1.0)]}
+    vector = recommender.user_vector(ratings).astype(np.float64)
+    assert vector[-1] == 1.0
+    movies = recommender.movie_vectors.astype(np.float64)
+    rows = [recommender.movie_row(m) for m in ratings]
+    weights = np.clip((np.array(list(ratings.values())) - 2.0) / 2.0, 0.05, 1.0)
+    target = (weights[:, None] * movies[rows]).sum(0) / weights.sum()
+    temperature = recommender.temperature
+
+    def loss(v):
+        logits = movies @ v / temperature
+        top = logits.max()
+        return (
+            top
+            + np.log(np.exp(logits - top).sum())
+            - target @ v / temperature
+            + _FOLD_IN_L2 * v @ v
+        )
+
+    logits = movies @ vector / temperature
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    gradient = (movies.T @ probabilities - target) / temperature + 2 * _FOLD_IN_L2 * vector
+    assert np.abs(gradient[:-1]).max() < 1e-2
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        step = rng.normal(size=vector.shape) * 1e-2
+        step[-1] = 0.0
+        assert loss(vector + step) >= loss(vector) - 1e-9
+
+
+def test_load_without_verify_still_reads_the_manifest(tiny_run: Path):
+    loaded = Recommender.load(tiny_run, verify=False, numpy_rescoring=False)
+    assert loaded.manifest["format_version"] >= 1 and loaded.rating_head is None
+
+
 def test_k_larger_than_what_is_left_returns_what_there_is(recommender: Recommender):
     user = recommender.user_ids[0]
     unseen = len(recommender.movie_ids) - len(_seen_ids(recommender, user))

@@ -451,8 +451,44 @@ def test_create_app_takes_a_loaded_recommender(recommender):
             return (await local.get("/health")).json()
 
     assert anyio.run(health)["run_name"] == Path(recommender.run_dir).name
-    with pytest.raises(ValueError, match="threads"):
-        create_app(recommender, threads=0)
+
+
+def test_search_matches_a_plain_scan(recommender):
+    from tfrs_movies.serving import _Catalogue
+
+    catalogue = _Catalogue(recommender)
+    queries = ["", "movie", "MOVIE 1", "  synthetic   movie 2 ", "e 1", "no such film", "1"]
+    queries += [str(t)[2:7] for t in recommender.titles[:5]]
+    for query in queries:
+        needle = " ".join(query.split()).casefold()
+        expected = [
+            row
+            for row in catalogue.popular_rows
+            if needle in " ".join(catalogue.titles[row].split()).casefold()
+        ]
+        count, rows = catalogue.search(query, 7)
+        assert (count, rows) == (len(expected), expected[:7]), query
+
+
+def test_answers_match_their_response_models(client, users, recommender):
+    from tfrs_movies import serving
+
+    movie = str(recommender.movie_ids[0])
+    checks = [
+        (serving.Health, client.get("/health")),
+        (serving.UserList, client.get("/v1/users")),
+        (serving.UserRecommendations, client.get(f"/v1/users/{users[0]}/recommendations")),
+        (
+            serving.NewUserRecommendations,
+            client.post("/v1/recommendations", json={"ratings": {movie: 4}}),
+        ),
+        (serving.SimilarMovies, client.get(f"/v1/movies/{movie}/similar")),
+        (serving.MovieSearch, client.get("/v1/movies", params={"query": "movie"})),
+    ]
+    for model, response in checks:
+        body = _ok(response)
+        # Every field present with its type, and nothing else: the payload is the model's dump.
+        assert model.model_validate(body, strict=True).model_dump(mode="json") == body
 
 
 def test_serve_reports_a_bad_run_dir_or_busy_port(tmp_path, serving_run_dir, capsys):
@@ -467,7 +503,62 @@ def test_serve_reports_a_bad_run_dir_or_busy_port(tmp_path, serving_run_dir, cap
     with pytest.raises(SystemExit):
         main(["serve", str(serving_run_dir), "--port", "70000"])
     with pytest.raises(SystemExit):
-        main(["serve", str(serving_run_dir), "--threads", "0"])
+        main(["serve", str(serving_run_dir), "--workers", "0"])
+
+
+def _children(pid: int) -> set[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in children.read_text().split()} if children.exists() else set()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_two_workers_serve_and_stop_together(serving_run_dir, tmp_path):
+    """``--workers 2``: the address is printed once both workers listen, both answer, and
+    SIGTERM to the parent stops them (no worker is left running)."""
+    port = _free_port()
+    log_path = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "tfrs_movies.cli", "serve", str(serving_run_dir)]
+    command += ["--port", str(port), "--workers", "2", "--log-level", "warning"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "serving " not in log_path.read_text():
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        assert "2 worker processes" in log_path.read_text()
+        workers = _children(process.pid)
+        assert len(workers) >= 2
+        # New connections are spread over both workers by the kernel; all must answer.
+        for _ in range(20):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as fresh:
+                assert fresh.get("/health").status_code == 200
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+        for pid in workers:
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+            )
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_load_test_script_runs_against_the_server(base_url):
+    """A small run of scripts/load_test.py: every request answered, the summary adds up."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "scripts" / "load_test.py"
+    spec = importlib.util.spec_from_file_location("load_test", path)
+    load_test = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = load_test  # its dataclasses look their module up there
+    spec.loader.exec_module(load_test)
+    arguments = [base_url, "--clients", "4", "--requests", "10", "--json"]
+    assert load_test.main(arguments) == 0
+    assert load_test.main(["http://example.com:80"]) == 2  # loopback only
 
 
 # ------------------------------------------------------------------------------------- browser

@@ -995,9 +995,7 @@ def exact_numpy_recommender_class():
                 k,
                 rerank_weight,
                 single,
-                lambda movie_ids: self.ranking_model.score_candidates(
-                    tf.constant(users), movie_ids
-                ),
+                lambda candidates: self._score_known(rows, candidates),
             )
 
     return ExactNumpyRecommender

@@ -384,7 +384,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
-        threads=args.threads,
+        workers=args.workers,
     )
     return 0
 
@@ -399,14 +399,14 @@ def _add_serve_command(commands: argparse._SubParsersAction) -> None:
             raise argparse.ArgumentTypeError(f"port must be within 1-65535, got {port}")
         return port
 
-    def thread_count(text: str) -> int:
+    def worker_count(text: str) -> int:
         try:
-            threads = int(text)
+            workers = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid thread count {text!r}") from None
-        if not 0 < threads <= 256:
-            raise argparse.ArgumentTypeError(f"threads must be within 1-256, got {threads}")
-        return threads
+            raise argparse.ArgumentTypeError(f"invalid worker count {text!r}") from None
+        if not 0 < workers <= 64:
+            raise argparse.ArgumentTypeError(f"workers must be within 1-64, got {workers}")
+        return workers
 
     serve = commands.add_parser(
         "serve",
@@ -428,10 +428,10 @@ def _add_serve_command(commands: argparse._SubParsersAction) -> None:
         help="server log level (default info)",
     )
     serve.add_argument(
-        "--threads",
-        type=thread_count,
-        default=4,
-        help="requests computed at once; others wait in line (default 4)",
+        "--workers",
+        type=worker_count,
+        default=1,
+        help="server processes, each loading the model (default 1; one per core uses them all)",
     )
     serve.add_argument(
         "--no-access-log",

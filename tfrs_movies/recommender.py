@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import numpy as np
 
 from tfrs_movies.errors import ArtifactError
 from tfrs_movies.export import FORMAT_VERSION, file_checksums
+
+logger = logging.getLogger(__name__)
 
 # Files whose absence or corruption makes a run unusable; checkpoints and logs are not needed.
 _REQUIRED = ("retrieval_index", "exact_index", "ranking_model", "vocab", "seen", "config.json")
@@ -46,7 +49,11 @@ class Recommendation:
     num_ratings: int
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Field by field: dataclasses.asdict deep-copies every value, 10x slower.
+        return {field.name: getattr(self, field.name) for field in _RECOMMENDATION_FIELDS}
+
+
+_RECOMMENDATION_FIELDS = dataclasses.fields(Recommendation)
 
 
 def verify_run(run_dir: Path) -> dict[str, Any]:
@@ -150,6 +157,13 @@ class Recommender:
         self.manifest = manifest
         self.config = config
         self.temperature = float(self.config["model"]["temperature"])
+        # Set by use_numpy_rescoring: known users' tower outputs and the numpy rating head.
+        self.user_vectors: np.ndarray | None = None
+        self.rating_head = None
+        # The index functions' one traced graph, called directly: skips TensorFlow's dispatch
+        # on the arguments (~0.1 ms a call).
+        self._index_rows = _single_graph(retrieval_index.rows)
+        self._index_search_rows = _single_graph(retrieval_index.search_rows)
         self._user_row = {uid: row for row, uid in enumerate(user_ids.tolist())}
         self._movie_row = {mid: row for row, mid in enumerate(self.movie_ids.tolist())}
         self._title_rows: dict[str, list[int]] = {}
@@ -160,15 +174,27 @@ class Recommender:
         embedding = movie_vectors[:, :-1]  # the last column is the retrieval bias
         norms = np.linalg.norm(embedding, axis=1, keepdims=True)
         self._unit_vectors = embedding / np.maximum(norms, 1e-12)
+        # Fold-in operands, made once: float64 vectors, and their free (non-bias) columns
+        # contiguous in float64 and float32 (see _fold_in).
+        self._fold_in_movies = movie_vectors.astype(np.float64)
+        self._fold_in_free = np.ascontiguousarray(self._fold_in_movies[:, :-1])
+        self._fold_in_free32 = self._fold_in_free.astype(np.float32)
 
     # ----------------------------------------------------------------------------- loading
     @classmethod
-    def load(cls, run_dir: str | Path, verify: bool = True) -> Recommender:
+    def load(
+        cls, run_dir: str | Path, verify: bool = True, numpy_rescoring: bool = True
+    ) -> Recommender:
         """Loads a run directory written by training.
 
         Args:
             run_dir: the run directory.
-            verify: check every file against the manifest's sha256 and the library versions.
+            verify: check every file against the manifest's sha256 and the library versions
+                (without it, the manifest is read but nothing is checked).
+            numpy_rescoring: re-score candidates with the ranking model's rating head copied
+                into numpy (several times faster per call than the SavedModel), used only if
+                it reproduces the SavedModel's predictions at load; False always calls the
+                SavedModel.
 
         Raises:
             ArtifactError: missing/corrupt files or incompatible versions (named in the message).
@@ -179,7 +205,13 @@ class Recommender:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise ArtifactError(f"run directory {run_dir} does not exist")
-        manifest = verify_run(run_dir) if verify else {}
+        if verify:
+            manifest = verify_run(run_dir)
+        else:  # read as it is, if it is there
+            try:
+                manifest = json.loads((run_dir / "manifest.json").read_text())
+            except (OSError, ValueError):
+                manifest = {}
         try:
             with open(run_dir / "vocab" / "movies.csv", newline="", encoding="utf-8") as handle:
                 rows = list(csv.DictReader(handle))
@@ -202,7 +234,7 @@ class Recommender:
             ranking = tf.saved_model.load(str(run_dir / "ranking_model"))
         except (OSError, KeyError, ValueError) as error:
             raise ArtifactError(f"cannot load {run_dir}: {error}") from None
-        return cls(
+        recommender = cls(
             run_dir,
             retrieval,
             ranking,
@@ -214,6 +246,55 @@ class Recommender:
             manifest,
             config,
         )
+        if numpy_rescoring:
+            recommender.use_numpy_rescoring()
+        return recommender
+
+    def use_numpy_rescoring(self) -> bool:
+        """Switches re-scoring to the rating head in numpy, if it matches the SavedModel.
+
+        Computes every known user's tower output once (one SavedModel call per 4,096 users),
+        copies the rating head's variables, and compares both ways of scoring on a sample.
+
+        Returns:
+            True if numpy re-scoring is on; False (with a warning logged) if the head could not
+            be read or differs from the SavedModel by more than
+            :data:`~tfrs_movies.rescoring.MATCH_TOLERANCE` stars.
+        """
+        import tensorflow as tf
+
+        from tfrs_movies import rescoring
+
+        user_vectors = (
+            np.concatenate(
+                [
+                    self.retrieval_index.query_vectors(
+                        tf.constant(self.user_ids[s : s + 4096].astype(str))
+                    ).numpy()
+                    for s in range(0, len(self.user_ids), 4096)
+                ]
+            )
+            if len(self.user_ids)
+            else np.zeros((0, self.movie_vectors.shape[1]), np.float32)
+        )
+        try:
+            head = rescoring.from_savedmodel(self.ranking_model, self.movie_vectors)
+            difference = rescoring.max_difference(
+                head, self.ranking_model, self.user_ids, user_vectors, self.movie_ids
+            )
+        except (AttributeError, ValueError) as error:
+            logger.warning(
+                "re-scoring with the SavedModel: cannot read its rating head (%s)", error
+            )
+            return False
+        if not difference <= rescoring.MATCH_TOLERANCE:
+            logger.warning(
+                "re-scoring with the SavedModel: the numpy rating head differs by %.2g stars",
+                difference,
+            )
+            return False
+        self.user_vectors, self.rating_head = user_vectors, head
+        return True
 
     # ----------------------------------------------------------------------------- lookups
     def movie_row(self, movie: str | int) -> int:
@@ -314,14 +395,14 @@ class Recommender:
             rows.append(self._user_row[user])
         import tensorflow as tf
 
-        scores, movie_rows = self.retrieval_index.rows(tf.constant(users))
+        scores, movie_rows = self._index_rows(tf.constant(users))
         candidate_rows, candidate_scores = self._filter(
             [self.seen_rows(row) if exclude_seen else None for row in rows],
             movie_rows.numpy(),
             scores.numpy(),
             max(k, num_candidates),
             min_ratings,
-            lambda i: self.retrieval_index.query_vectors(tf.constant([users[i]])).numpy()[0],
+            lambda i: self._query_vector(rows[i]),
         )
         return self._finish(
             candidate_rows,
@@ -329,15 +410,46 @@ class Recommender:
             k,
             rerank_weight,
             single,
-            lambda movie_ids: self.ranking_model.score_candidates(tf.constant(users), movie_ids),
+            lambda candidates: self._score_known(np.asarray(rows), candidates),
         )
+
+    def _query_vector(self, user_row: int) -> np.ndarray:
+        """(dim,) the user tower's output for a known user."""
+        if self.user_vectors is not None:
+            return self.user_vectors[user_row]
+        import tensorflow as tf
+
+        user = tf.constant([str(self.user_ids[user_row])])
+        return self.retrieval_index.query_vectors(user).numpy()[0]
+
+    def _score_known(self, user_rows: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
+        """(Q, C) predicted ratings of known users (rows) for candidate movie rows (Q, C)."""
+        if self.rating_head is not None:
+            return self.rating_head(user_rows + 1, self.user_vectors[user_rows], movie_rows)
+        import tensorflow as tf
+
+        users = tf.constant(self.user_ids[user_rows].astype(str))
+        return self.ranking_model.score_candidates(
+            users, tf.constant(self._id_bytes[movie_rows])
+        ).numpy()
+
+    def _score_vectors(self, vectors: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
+        """(Q, C) predicted ratings of people given by query vectors (Q, dim), unknown bias."""
+        if self.rating_head is not None:
+            return self.rating_head(np.zeros(len(vectors), np.int64), vectors, movie_rows)
+        import tensorflow as tf
+
+        return self.ranking_model.score_vectors(
+            tf.constant(vectors), tf.constant(self._id_bytes[movie_rows])
+        ).numpy()
 
     def _filter(self, excluded, movie_rows, scores, wanted, min_ratings, query_vector):
         """Per query: the candidates that pass the filters, best first, at most ``wanted``.
 
         Args:
             excluded: per query, movie rows to drop (or None).
-            movie_rows, scores: (Q, K) the index's answer (rows of the movie table, scores).
+            movie_rows, scores: (Q, K) the index's answer (rows of the movie table, scores;
+                padding has a non-finite score).
             wanted: how many candidates to keep per query.
             min_ratings: drop movies with fewer training ratings.
             query_vector: ``i -> (dim,)`` query vector of query i, for the exact fallback.
@@ -346,7 +458,11 @@ class Recommender:
             (rows, scores): per query, int64 movie rows and their retrieval scores.
         """
         movie_rows = movie_rows.astype(np.int64)
-        keep = self._keep_matrix(movie_rows, excluded, min_ratings)
+        # ScaNN pads a batch's answers to the longest one: a query that found fewer movies
+        # gets NaN scores (and the first movie's id) in its last columns.
+        found = np.isfinite(scores)
+        movie_rows = np.where(found, movie_rows, 0)
+        keep = self._keep_matrix(movie_rows, excluded, min_ratings) & found
         # Position of each kept candidate among its query's kept ones; keep the first `wanted`.
         rank = np.cumsum(keep, axis=1)
         keep &= rank <= wanted
@@ -385,17 +501,19 @@ class Recommender:
         return keep
 
     def _finish(self, candidate_rows, candidate_scores, k, rerank_weight, single, score_fn):
-        """Re-ranks each query's candidates with one batched ranking call; builds records."""
-        import tensorflow as tf
+        """Re-ranks each query's candidates with one batched ranking call; builds records.
 
+        ``score_fn`` maps (Q, C) candidate movie rows (padded with row 0) to (Q, C) predicted
+        ratings.
+        """
         width = max((len(rows) for rows in candidate_rows), default=0)
         if width == 0:
             results: list[list[Recommendation]] = [[] for _ in candidate_rows]
             return results[0] if single else results
-        padded = np.full((len(candidate_rows), width), b"", dtype=self._id_bytes.dtype)
+        padded = np.zeros((len(candidate_rows), width), np.int64)
         for i, rows in enumerate(candidate_rows):
-            padded[i, : len(rows)] = self._id_bytes[rows]
-        predicted = score_fn(tf.constant(padded)).numpy()
+            padded[i, : len(rows)] = rows
+        predicted = score_fn(padded)
         if rerank_weight is None:
             rerank_weight = DEFAULT_RERANK_WEIGHT
         results = []
@@ -429,17 +547,17 @@ class Recommender:
         return self._records(top, similarity[top], None)
 
     # ----------------------------------------------------------------------------- new users
-    def user_vector(self, ratings: Mapping[str | int, float], steps: int = 150) -> np.ndarray:
+    def user_vector(self, ratings: Mapping[str | int, float]) -> np.ndarray:
         """Folds a new user into the trained model: the query vector that explains their movies.
 
         The movie vectors stay fixed; the user vector minimizes the same catalogue softmax the
         retrieval task trained with (each rated movie a positive, weighted by its rating: 2 stars
-        or less count 5%, 4 stars or more fully) plus an L2 penalty, by a few deterministic
-        Adam steps in numpy. The last coordinate stays 1 (the bias coordinate).
+        or less count 5%, 4 stars or more fully) plus an L2 penalty. That objective is convex,
+        so a few damped Newton steps reach its minimum (to float precision, typically in 2-3
+        steps); the result is deterministic. The last coordinate stays 1 (the bias coordinate).
 
         Args:
             ratings: ``{movie id or exact title: rating}``; at least one.
-            steps: optimization steps.
 
         Returns:
             (dim,) float32 query vector.
@@ -447,31 +565,17 @@ class Recommender:
         Raises:
             ValueError: empty ratings or a rating outside 0.5-5; KeyError: unknown movie.
         """
-        rows, values = self._rated_rows(ratings)
-        temperature = self.temperature
-        movies = self.movie_vectors.astype(np.float64)
+        return self._fold_in_rows(*self._rated_rows(ratings))
+
+    def _fold_in_rows(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """:meth:`user_vector` of rated movie rows (n,) and their ratings (n,)."""
         # Training counts every rating as "chose to watch"; a person telling us a rating also
         # says how much they liked it, so poorly rated movies pull the vector much less.
         weights = np.clip((values - 2.0) / 2.0, 0.05, 1.0)
-        target = (weights[:, None] * movies[rows]).sum(0) / weights.sum()
-        vector = np.zeros(movies.shape[1])
-        vector[:-1] = target[:-1]
-        vector[-1] = 1.0
-        first = np.zeros_like(vector)
-        second = np.zeros_like(vector)
-        penalty, rate = _FOLD_IN_L2, 0.05
-        for step in range(1, steps + 1):
-            logits = movies @ vector / temperature
-            probabilities = np.exp(logits - logits.max())
-            probabilities /= probabilities.sum()
-            gradient = (movies.T @ probabilities - target) / temperature + 2 * penalty * vector
-            gradient[-1] = 0.0
-            first = 0.9 * first + 0.1 * gradient
-            second = 0.999 * second + 0.001 * gradient**2
-            vector -= (
-                rate * (first / (1 - 0.9**step)) / (np.sqrt(second / (1 - 0.999**step)) + 1e-8)
-            )
-        return vector.astype(np.float32)
+        target = (weights[:, None] * self._fold_in_movies[rows]).sum(0) / weights.sum()
+        return _fold_in(
+            self._fold_in_movies, self._fold_in_free, self._fold_in_free32, target, self.temperature
+        )
 
     def _rated_rows(self, ratings: Mapping[str | int, float]) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(ratings, Mapping) or not ratings:
@@ -510,14 +614,8 @@ class Recommender:
         self._check_k(k)
         self._check_k(num_candidates, "num_candidates")
         rows, values = self._rated_rows(ratings)
-        vector = self.user_vector(ratings)
-        queries = tf.constant(vector[None, :])
-        # The person's rating bias (the ranking model has none for them): their mean residual.
-        given = self.ranking_model.score_vectors(
-            queries, tf.constant(self.movie_ids[rows][None, :].astype(str))
-        )
-        offset = float(np.mean(values - given.numpy()[0]))
-        scores, movie_rows = self.retrieval_index.search_rows(queries)
+        vector = self._fold_in_rows(rows, values)
+        scores, movie_rows = self._index_search_rows(tf.constant(vector[None, :]))
         candidate_rows, candidate_scores = self._filter(
             [rows],
             movie_rows.numpy(),
@@ -526,14 +624,24 @@ class Recommender:
             min_ratings,
             lambda i: vector,
         )
-        return self._finish(
-            candidate_rows,
-            candidate_scores,
-            k,
-            rerank_weight,
-            True,
-            lambda movie_ids: self.ranking_model.score_vectors(queries, movie_ids) + offset,
-        )
+
+        def score(candidates: np.ndarray) -> np.ndarray:
+            # One call scores the candidates and the rated movies; the person's rating bias
+            # (the ranking model has none for them) is their mean residual on the latter.
+            both = self._score_vectors(
+                vector[None, :], np.concatenate([candidates, rows[None, :]], axis=1)
+            )
+            offset = np.mean(values - both[0, -len(rows) :])
+            return both[:, : -len(rows)] + offset
+
+        return self._finish(candidate_rows, candidate_scores, k, rerank_weight, True, score)
+
+
+def _single_graph(function):
+    """A restored SavedModel function's only concrete function (the same graph, called without
+    the polymorphic dispatch); the function itself when it has several or is not restored."""
+    graphs = getattr(function, "concrete_functions", None)
+    return graphs[0] if graphs is not None and len(graphs) == 1 else function
 
 
 # Largest (queries x movies) boolean mask built for the seen-movie filter (64 MB).
@@ -543,6 +651,62 @@ _DENSE_MASK_LIMIT = 64_000_000
 # a high predicted rating does not mean the user would choose the movie; a small weight keeps
 # the retrieval order and lets the rating break near-ties (0.25 measured best of 0-2).
 DEFAULT_RERANK_WEIGHT = 0.25
+
+
+def _fold_in(movies, free, free32, target, temperature, max_steps=20):
+    """Minimizes ``logsumexp(movies @ v / T) - target @ v / T + L2 * |v|^2`` over ``v[:-1]``
+    (``v[-1] = 1``, the bias coordinate) by Newton steps with backtracking.
+
+    Args:
+        movies: (N, D) float64 movie vectors; ``free`` and ``free32``: their first D-1
+            columns, contiguous, in float64 and float32.
+        target: (D,) rating-weighted mean of the rated movies' vectors.
+        temperature: the retrieval softmax temperature T.
+
+    Returns:
+        (D,) float32 minimizer, started from ``target`` (its last coordinate set to 1).
+    """
+    penalty, scale = _FOLD_IN_L2, 1.0 / temperature
+    vector = target.copy()
+    vector[-1] = 1.0
+
+    def softmax_and_loss(v):
+        logits = movies @ v * scale
+        top = logits.max()
+        exps = np.exp(logits - top)
+        total = exps.sum()
+        loss = top + np.log(total) - scale * (target @ v) + penalty * (v @ v)
+        return exps / total, loss
+
+    probabilities, loss = softmax_and_loss(vector)
+    inverse_hessian = None
+    for _ in range(max_steps):
+        mean = probabilities @ free
+        gradient = scale * (mean - target[:-1]) + 2 * penalty * vector[:-1]
+        if inverse_hessian is None:
+            # The Hessian at the start serves every step (it changes little near the optimum):
+            # each later step costs two matrix-vector products instead of a (D, N) x (N, D)
+            # product. In float32 it is ~4x cheaper again; an inexact Hessian only slows the
+            # convergence, not the point converged to (the gradient is float64).
+            weighted = free32 * probabilities.astype(np.float32)[:, None]
+            hessian = scale**2 * ((weighted.T @ free32) - np.outer(mean, mean))
+            hessian.flat[:: len(hessian) + 1] += 2 * penalty
+            inverse_hessian = np.linalg.inv(hessian)
+        step = inverse_hessian @ gradient
+        decrease = float(gradient @ step)  # > 0: the Hessian is positive definite
+        if decrease < 1e-6:  # the loss is within ~1e-6 of its minimum (vector within ~1e-4)
+            break
+        size = 1.0
+        while True:  # backtracking (Armijo) line search; a full step is nearly always taken
+            candidate = vector.copy()
+            candidate[:-1] -= size * step
+            candidate_probabilities, candidate_loss = softmax_and_loss(candidate)
+            if candidate_loss <= loss - 0.25 * size * decrease or size < 1e-4:
+                break
+            size *= 0.5
+        vector, probabilities, loss = candidate, candidate_probabilities, candidate_loss
+    return vector.astype(np.float32)
+
 
 # L2 weight on a folded-in user vector, relative to the mean softmax loss over the rated movies.
 # Tuned on ml-100k (default config): 3-10 best reproduce the trained users' top-50 from 10 ratings.
