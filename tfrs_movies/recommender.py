@@ -424,7 +424,7 @@ class Recommender:
 
     def _score_known(self, user_rows: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
         """(Q, C) predicted ratings of known users (rows) for candidate movie rows (Q, C)."""
-        if self.rating_head is not None:
+        if self.rating_head is not None and movie_rows.size <= _NUMPY_RESCORING_MAX_ROWS:
             return self.rating_head(user_rows + 1, self.user_vectors[user_rows], movie_rows)
         import tensorflow as tf
 
@@ -435,7 +435,7 @@ class Recommender:
 
     def _score_vectors(self, vectors: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
         """(Q, C) predicted ratings of people given by query vectors (Q, dim), unknown bias."""
-        if self.rating_head is not None:
+        if self.rating_head is not None and movie_rows.size <= _NUMPY_RESCORING_MAX_ROWS:
             return self.rating_head(np.zeros(len(vectors), np.int64), vectors, movie_rows)
         import tensorflow as tf
 
@@ -643,6 +643,12 @@ def _single_graph(function):
     graphs = getattr(function, "concrete_functions", None)
     return graphs[0] if graphs is not None and len(graphs) == 1 else function
 
+
+# Most (query, candidate) pairs re-scored in numpy per call; bigger batches go to the SavedModel,
+# whose multi-threaded kernels win there (measured on ml-100k, 100 candidates per user: numpy
+# 0.07 ms vs 0.52 ms for 1 user, 0.64 vs 2.3 ms for 16, 5.9 vs 6.7 ms for 64, 115 vs 51 ms for
+# 1,000).
+_NUMPY_RESCORING_MAX_ROWS = 4096
 
 # Largest (queries x movies) boolean mask built for the seen-movie filter (64 MB).
 _DENSE_MASK_LIMIT = 64_000_000

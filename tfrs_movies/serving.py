@@ -29,7 +29,9 @@ same port (``SO_REUSEPORT``), among which the kernel spreads connections.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -39,6 +41,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -373,13 +376,83 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + more
 
 
-def _warm_up(recommender: Recommender, catalogue: _Catalogue) -> None:
-    """Calls each model path once, so tracing happens before the first request."""
+async def _asgi_status(app, method: str, path: str, query: str = "", body: bytes = b"") -> int:
+    """Sends one request straight to an ASGI app (no server, no socket); returns its status."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [
+            (b"host", b"warm-up"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 0),
+        "server": ("127.0.0.1", 0),
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    statuses = []
+
+    async def receive():
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(scope, receive, send)
+    return statuses[0]
+
+
+def _warm_up(app: FastAPI, catalogue: _Catalogue) -> None:
+    """Sends a request to every endpoint through the app, in process, before serving.
+
+    TensorFlow, numpy and FastAPI each prepare things on first use; without this a fresh
+    server's first requests took 100-200 ms under the load test instead of a few.
+
+    Raises:
+        RuntimeError: an endpoint did not answer 200.
+    """
+    requests = [
+        ("GET", "/", "", b""),
+        ("GET", "/health", "", b""),
+        ("GET", "/v1/users", "limit=1", b""),
+        ("GET", "/v1/movies", "query=a&limit=1", b""),
+    ]
     if catalogue.users:
-        recommender.recommend(catalogue.users[0], k=1)
+        path = f"/v1/users/{quote(catalogue.users[0])}/recommendations"
+        requests.append(("GET", path, "k=10", b""))
     if catalogue.movie_ids:
-        recommender.similar_movies(catalogue.movie_ids[0], k=1)
-        recommender.recommend_for_ratings({catalogue.movie_ids[0]: 4.0}, k=1)
+        movie = catalogue.movie_ids[0]
+        requests.append(("GET", f"/v1/movies/{quote(movie)}/similar", "k=10", b""))
+        body = json.dumps({"ratings": {movie: 4.0}, "k": 10}).encode()
+        requests.append(("POST", "/v1/recommendations", "", body))
+    failures = []
+
+    async def send_all():
+        for method, path, query, body in requests:
+            status = await _asgi_status(app, method, path, query, body)
+            if status != 200:
+                failures.append(f"{method} {path}: HTTP {status}")
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        # On this thread, which will serve: TensorFlow's eager context is per thread, and a
+        # thread's first call into it is slow too.
+        asyncio.run(send_all())
+    else:  # called inside a running event loop: a thread with its own loop
+        thread = threading.Thread(target=asyncio.run, args=(send_all(),), name="warm-up")
+        thread.start()
+        thread.join()
+    if failures:
+        raise RuntimeError(f"warm-up requests failed: {'; '.join(failures)}")
 
 
 def create_app(run_dir_or_recommender: str | Path | Recommender) -> FastAPI:
@@ -400,7 +473,6 @@ def create_app(run_dir_or_recommender: str | Path | Recommender) -> FastAPI:
     else:
         recommender = Recommender.load(run_dir_or_recommender)
     catalogue = _Catalogue(recommender)
-    _warm_up(recommender, catalogue)
     manifest = recommender.manifest or {}
     run_name = Path(recommender.run_dir).name
 
@@ -589,6 +661,7 @@ def create_app(run_dir_or_recommender: str | Path | Recommender) -> FastAPI:
         count, rows = catalogue.search(query, limit)
         return _json({"query": query, "count": count, "movies": [catalogue.movie(r) for r in rows]})
 
+    _warm_up(app, catalogue)
     return app
 
 
@@ -742,6 +815,11 @@ def _worker(run_dir, host, port, log_level, access_log, reuse_port, reports) -> 
         import uvicorn
 
         app = create_app(Recommender.load(run_dir, verify=False))
+        # TensorFlow and the model leave ~400k Python objects that live as long as the process;
+        # a full garbage collection scans them all (~180 ms, measured) and would stall every
+        # request in flight. Frozen, they are skipped: collections take microseconds.
+        gc.collect()
+        gc.freeze()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -757,11 +835,18 @@ def _worker(run_dir, host, port, log_level, access_log, reuse_port, reports) -> 
     except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
         reports.put(("error", f"{type(error).__name__}: {error}"))
         raise SystemExit(1) from None
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, log_level=log_level, access_log=access_log, timeout_graceful_shutdown=10
-        )
+
+    class ReportingServer(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            # Ready means accepting: until now connections would wait in the backlog.
+            if not self.should_exit:
+                reports.put(("ready", os.getpid()))
+
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=access_log, timeout_graceful_shutdown=10
     )
+    server = ReportingServer(config)
     parent = os.getppid()
 
     def stop_when_orphaned() -> None:
@@ -772,7 +857,6 @@ def _worker(run_dir, host, port, log_level, access_log, reuse_port, reports) -> 
             time.sleep(1.0)
 
     threading.Thread(target=stop_when_orphaned, daemon=True).start()
-    reports.put(("ready", os.getpid()))
     server.run(sockets=[listener])
 
 
