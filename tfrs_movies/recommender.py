@@ -553,8 +553,9 @@ class Recommender:
         The movie vectors stay fixed; the user vector minimizes the same catalogue softmax the
         retrieval task trained with (each rated movie a positive, weighted by its rating: 2 stars
         or less count 5%, 4 stars or more fully) plus an L2 penalty. That objective is convex,
-        so a few damped Newton steps reach its minimum (to float precision, typically in 2-3
-        steps); the result is deterministic. The last coordinate stays 1 (the bias coordinate).
+        so a few Newton steps reach its minimum (loss within ~1e-6, typically 2-3 steps; about
+        0.5 ms for 1,682 movies); the result is deterministic. The last coordinate stays 1 (the
+        bias coordinate).
 
         Args:
             ratings: ``{movie id or exact title: rating}``; at least one.

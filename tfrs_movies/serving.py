@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -287,11 +286,8 @@ class _Catalogue:
         self.popular_rows = sorted(
             range(len(self.titles)), key=lambda row: (-self.num_ratings[row], self.titles[row])
         )
-        # Every title, casefolded, one per line in search order: one C-level str.find scan
-        # finds the matches, ~20x faster than testing title by title in Python.
-        lines = [" ".join(self.titles[row].split()).casefold() for row in self.popular_rows]
-        self.search_text = "\n".join(lines)
-        self.line_starts = np.cumsum([0] + [len(line) + 1 for line in lines[:-1]])
+        # Titles as queries are normalized: single spaces, casefolded.
+        self.search_titles = [" ".join(title.split()).casefold() for title in self.titles]
         users = [str(u) for u in recommender.user_ids.tolist()]
         self.user_set = set(users)
         self.users = sorted(
@@ -332,15 +328,7 @@ class _Catalogue:
         needle = " ".join(query.split()).casefold()
         if not needle:
             return len(self.popular_rows), self.popular_rows[:limit]
-        matches = []
-        start = self.search_text.find(needle)
-        while start >= 0:
-            line = int(np.searchsorted(self.line_starts, start, side="right")) - 1
-            matches.append(self.popular_rows[line])
-            next_line = line + 1
-            if next_line >= len(self.line_starts):
-                break
-            start = self.search_text.find(needle, int(self.line_starts[next_line]))
+        matches = [row for row in self.popular_rows if needle in self.search_titles[row]]
         return len(matches), matches[:limit]
 
 
