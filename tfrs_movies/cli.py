@@ -411,8 +411,8 @@ def _add_serve_command(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser(
         "serve",
         help="serve a run over HTTP (REST API and a web page)",
-        description="Load RUN_DIR once and serve recommendations over HTTP: a JSON API "
-        "(OpenAPI docs at /docs) and a small web page at /.",
+        description="Verify RUN_DIR once, load it in each worker process and serve "
+        "recommendations over HTTP: a JSON API (OpenAPI docs at /docs) and a small web page at /.",
     )
     serve.add_argument("run_dir", metavar="RUN_DIR")
     serve.add_argument(
