@@ -129,7 +129,7 @@ class Connection:
     """One keep-alive HTTP/1.1 connection, spoken directly over asyncio streams.
 
     A load generator must cost much less than the server it measures: a request here is one
-    write and two reads, a few tens of microseconds of client CPU.
+    write and two reads, under 0.1 ms of client CPU (85 us measured with uvloop).
     """
 
     def __init__(self, host: str, port: int):
