@@ -129,7 +129,7 @@ class Connection:
     """One keep-alive HTTP/1.1 connection, spoken directly over asyncio streams.
 
     A load generator must cost much less than the server it measures: a request here is one
-    write and two reads, under 0.1 ms of client CPU (85 us measured with uvloop).
+    write and two reads, under 0.1 ms of client CPU (~90 us measured with uvloop).
     """
 
     def __init__(self, host: str, port: int):
@@ -376,7 +376,6 @@ def main(argv: list[str] | None = None) -> int:
         if process is not None:
             try:
                 wait_until_serving(log.name, process, args.startup_seconds)
-                wait_for_health(host, port, process, 30)
                 started = True
             except RuntimeError as error:
                 log.seek(0)

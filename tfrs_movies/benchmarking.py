@@ -1026,6 +1026,18 @@ def _measure_recommender(
     return {**latency_summary(latencies), f"users/s (b={batch})": batch * batch_rounds / seconds}
 
 
+def _median_ms(call: Callable[[], Any], warmup: int, repeats: int) -> float:
+    """Median wall time of ``call`` in milliseconds over ``repeats`` calls after ``warmup``."""
+    for _ in range(warmup):
+        call()
+    laps = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        laps.append(time.perf_counter() - started)
+    return percentile(laps, 50) * 1e3
+
+
 def profile_call(function: Callable[[], Any], top: int = 18) -> str:
     """cProfile of one call: the ``top`` functions by cumulative and by own time."""
     import cProfile
@@ -1109,16 +1121,7 @@ def run_serving_benchmark(
         "recommend(1 user) total (ScaNN)": lambda: baseline.recommend(users[0]),
         "recommend(1 user) total (exact numpy)": lambda: exact.recommend(users[0]),
     }
-    stages = {}
-    for name, call in stage_calls.items():
-        for _ in range(20):
-            call()
-        laps = []
-        for _ in range(300):
-            t0 = time.perf_counter()
-            call()
-            laps.append(time.perf_counter() - t0)
-        stages[name] = percentile(laps, 50) * 1e3
+    stages = {name: _median_ms(call, 20, 300) for name, call in stage_calls.items()}
     big = rng.choice(users, batch)
     big_tensor = tf.constant(big.astype(str))
     scores, big_rows = baseline.retrieval_index.rows(big_tensor)
@@ -1151,14 +1154,7 @@ def run_serving_benchmark(
         f"recommend({batch} users) ScaNN": lambda: baseline.recommend(big),
         f"recommend({batch} users) exact numpy": lambda: exact.recommend(big),
     }
-    for name, call in batch_calls.items():
-        call()
-        laps = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            call()
-            laps.append(time.perf_counter() - t0)
-        stages[name] = percentile(laps, 50) * 1e3
+    stages.update({name: _median_ms(call, 1, 3) for name, call in batch_calls.items()})
     profiles = {}
     if profile:
         profiles[f"current recommend({batch} users)"] = profile_call(

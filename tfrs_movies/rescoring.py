@@ -1,7 +1,8 @@
 """The ranking SavedModel's rating head in numpy, for re-scoring candidates while serving.
 
-A call into a TensorFlow SavedModel costs about 0.3 ms of CPU on a small machine however little
-it computes; re-scoring 100 candidates in numpy takes a few tens of microseconds. The numpy head
+A call into a TensorFlow SavedModel costs 0.15-0.2 ms of CPU on a small machine even for a
+trivial function, and 0.4-0.5 ms to re-score 100 candidates; numpy does the latter in about
+0.07 ms (measured on ml-100k, 2-core machine). The numpy head
 is built from the SavedModel's own variables, and the :class:`~tfrs_movies.recommender.Recommender`
 uses it only after it reproduced the SavedModel's predictions on a sample
 (:func:`max_difference`); otherwise it keeps calling the SavedModel.

@@ -76,6 +76,8 @@ MAX_ID_CHARS = 300
 """Longest user id, movie id or title accepted in a path or as a rating key."""
 NUM_CANDIDATES = 100
 """Retrieved candidates re-ranked per request (at least ``k``)."""
+KQuery = Annotated[int, Query(ge=1, le=MAX_K, description=f"how many movies (1-{MAX_K})")]
+"""The ``k`` query parameter of the list endpoints."""
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 # ---------------------------------------------------------------------------------- schemas
@@ -273,7 +275,6 @@ class _Catalogue:
     """Lookups the API needs on top of the recommender: ids, titles, search, user order."""
 
     def __init__(self, recommender: Recommender):
-        self.recommender = recommender
         self.movie_ids = [str(m) for m in recommender.movie_ids.tolist()]
         self.titles = [str(t) for t in recommender.titles.tolist()]
         self.genres = [str(g) for g in recommender.genres.tolist()]
@@ -342,7 +343,8 @@ def _json(payload: dict[str, Any]) -> Response:
 
     The handlers build payloads that match their response models by construction (the tests
     validate every endpoint's answers against the models), so FastAPI's validation and second
-    serialization of each response are skipped: about a tenth of a cheap request's CPU.
+    serialization of each response are skipped (about 6% of a worker's CPU under the load
+    test, profiled).
     """
     body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return Response(body.encode("utf-8"), media_type="application/json")
@@ -402,7 +404,8 @@ def _warm_up(app: FastAPI, catalogue: _Catalogue) -> None:
     """Sends a request to every endpoint through the app, in process, before serving.
 
     TensorFlow, numpy and FastAPI each prepare things on first use; without this a fresh
-    server's first requests took 100-200 ms under the load test instead of a few.
+    server's first call of each took up to ~20 ms (measured: recommend 18-22 ms,
+    recommend_for_ratings 12-16 ms) instead of about 1 ms.
 
     Raises:
         RuntimeError: an endpoint did not answer 200.
@@ -555,7 +558,7 @@ def create_app(run_dir_or_recommender: str | Path | Recommender) -> FastAPI:
     )
     async def user_recommendations(
         user_id: Annotated[str, PathParam(max_length=MAX_ID_CHARS)],
-        k: Annotated[int, Query(ge=1, le=MAX_K, description=f"how many movies (1-{MAX_K})")] = 10,
+        k: KQuery = 10,
         exclude_seen: Annotated[
             bool, Query(description="drop movies the user rated in training")
         ] = True,
@@ -626,7 +629,7 @@ def create_app(run_dir_or_recommender: str | Path | Recommender) -> FastAPI:
         movie_id: Annotated[
             str, PathParam(max_length=MAX_ID_CHARS, description="movie id (or exact title)")
         ],
-        k: Annotated[int, Query(ge=1, le=MAX_K, description=f"how many movies (1-{MAX_K})")] = 10,
+        k: KQuery = 10,
     ) -> Response:
         """The k movies whose embeddings are closest (cosine) to this movie's."""
         row = catalogue.resolve(movie_id)
@@ -666,8 +669,9 @@ def check_port(host: str, port: int) -> None:
 
 
 # Each worker computes on one thread: parallelism comes from worker processes, and thread
-# pools in every process of a small machine only fight over its cores (measured: p99 under
-# load 2x worse with the libraries' default pools). Set before the workers import numpy and
+# pools in every process of a small machine only fight over its cores (measured with two
+# workers on 2 cores: load-test p99 576 ms with the default pools, 83 ms with one thread
+# each). Set before the workers import numpy and
 # TensorFlow; values already in the environment are kept.
 WORKER_ENVIRONMENT = {
     "OMP_NUM_THREADS": "1",
@@ -803,8 +807,8 @@ def _worker(run_dir, host, port, log_level, access_log, reuse_port, reports) -> 
         import uvicorn
 
         app = create_app(Recommender.load(run_dir, verify=False))
-        # TensorFlow and the model leave ~400k Python objects that live as long as the process;
-        # a full garbage collection scans them all (~180 ms, measured) and would stall every
+        # TensorFlow and the model leave ~380k Python objects that live as long as the process;
+        # a full garbage collection scans them all (176 ms, measured) and would stall every
         # request in flight. Frozen, they are skipped: collections take microseconds.
         gc.collect()
         gc.freeze()
