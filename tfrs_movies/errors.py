@@ -38,3 +38,11 @@ class ConfigError(TfrsMoviesError, ValueError):
 
 class ArtifactError(TfrsMoviesError):
     """A run directory is missing files, corrupt, or from incompatible library versions."""
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (white space folded), or its type name if it has none.
+
+    The CLI prints ``error: {one_line(e)}``; sweeps record it per failed run.
+    """
+    return " ".join(str(error).split()) or type(error).__name__
