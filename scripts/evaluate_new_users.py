@@ -1,4 +1,4 @@
-"""Measure recommendations for users who were not in training (see tfrs_movies.cold_start).
+"""Measure recommendations for users who were not in training (tfrs_movies.experiments.new_users).
 
 python scripts/evaluate_new_users.py --data ../shared/data/movielens/ml-100k \
         --workdir runs/new-users
@@ -9,9 +9,10 @@ import json
 import sys
 
 from tfrs_movies.cli import _add_config_arguments, config_from_args, run_reporting_errors
+from tfrs_movies.experiments import evaluate_new_users
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _add_config_arguments(parser)
     parser.add_argument("--workdir", required=True, help="run directory for the trained model")
@@ -20,8 +21,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> int:
-        from tfrs_movies.cold_start import evaluate_new_users
-
         summary = evaluate_new_users(
             config_from_args(args), args.workdir, args.held_out_fraction, args.num_given
         )

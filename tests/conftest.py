@@ -139,8 +139,9 @@ TINY_OVERRIDES = (
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A complete run directory trained for 2 epochs on tiny synthetic data (~15 s, once)."""
+    # Imported here: test files that need no run (the data tests) never load TensorFlow.
     from tfrs_movies.config import load_config
-    from tfrs_movies.training import train_and_evaluate
+    from tfrs_movies.train import train_and_evaluate
 
     config = load_config(None, TINY_OVERRIDES)
     run_dir = tmp_path_factory.mktemp("tiny") / "run"

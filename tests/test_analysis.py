@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfrs_movies.analysis import (
+from tfrs_movies.cli import main
+from tfrs_movies.errors import ArtifactError
+from tfrs_movies.experiments.analysis import (
     analyze_run,
     cluster_movies,
     genre_purity,
-    load_movie_embeddings,
     random_purity,
 )
-from tfrs_movies.cli import main
-from tfrs_movies.errors import ArtifactError
+from tfrs_movies.experiments.embeddings import load_movie_embeddings
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"]
 
@@ -86,7 +86,7 @@ def test_analyze_planted_run_dir(tmp_path: Path):
 
 def test_analyze_a_trained_tiny_run(tmp_path: Path, capsys):
     from tfrs_movies.config import load_config
-    from tfrs_movies.training import train_and_evaluate
+    from tfrs_movies.train import train_and_evaluate
 
     config = load_config(
         None,

@@ -1,75 +1,84 @@
-"""Fast tests of the benchmark helpers (the benchmarks themselves are scripts)."""
+"""Fast tests of the benchmark helpers in scripts/benchmarks (the benchmarks themselves are
+scripts; pyproject's pytest ``pythonpath`` makes their folder importable)."""
 
 from __future__ import annotations
 
+import math
 import time
 
+import common
+import http_load
+import index_speed
 import numpy as np
 import pytest
+import scale
+import tensorflow as tf
+import tutorial
 
-from tfrs_movies import benchmarking
-
-
-@pytest.mark.parametrize("q", [0, 1, 25, 50, 90, 99, 100])
-def test_percentile_matches_numpy(q):
-    values = np.random.default_rng(0).exponential(size=101)
-    assert benchmarking.percentile(values, q) == pytest.approx(np.percentile(values, q))
+from tfrs_movies.data import synthetic_ratings
 
 
-def test_percentile_small_cases():
-    assert benchmarking.percentile([3.0], 99) == 3.0
-    assert benchmarking.percentile([1.0, 2.0], 50) == 1.5
-    assert benchmarking.percentile([4, 1, 3, 2], 100) == 4
-    with pytest.raises(ValueError):
-        benchmarking.percentile([], 50)
-    with pytest.raises(ValueError):
-        benchmarking.percentile([1.0], 101)
-
-
-def test_latency_summary_in_milliseconds():
-    summary = benchmarking.latency_summary([0.001] * 98 + [0.010, 0.020])
+def test_latency_summary_is_numpy_percentile_in_milliseconds():
+    summary = common.latency_summary([0.001] * 98 + [0.010, 0.020])
     assert summary["p50_ms"] == pytest.approx(1.0)
+    assert summary["p90_ms"] == pytest.approx(1.0)
+    # Linear interpolation at rank 0.99 * 99 = 98.01, between 10 ms and 20 ms.
+    assert summary["p99_ms"] == pytest.approx(10.1)
     assert summary["max_ms"] == pytest.approx(20.0)
-    assert summary["p99_ms"] > summary["p90_ms"]
+    assert summary["mean_ms"] == pytest.approx((0.098 + 0.030) / 100 * 1e3)
 
 
-def test_timer_and_timed_accumulate():
-    timer = benchmarking.Timer()
-    for _ in range(2):
-        with timer:
-            time.sleep(0.01)
-    assert len(timer.laps) == 2 and timer.seconds >= 0.02
+def test_load_test_summary_counts_and_handles_an_endpoint_with_no_requests():
+    summary = http_load.summarize([0.002, 0.004])
+    assert summary["count"] == 2 and summary["p50_ms"] == pytest.approx(3.0)
+    empty = http_load.summarize([])
+    assert empty["count"] == 0 and math.isnan(empty["p99_ms"])
+
+
+def test_timed_records_wall_and_cpu_seconds():
     store: dict[str, float] = {}
-    with benchmarking.timed(store, "x"):
-        sum(range(10_000))
-    assert store["x"] >= 0 and store["x_cpu"] >= 0
+    with common.timed(store, "x"):
+        time.sleep(0.05)
+    assert store["x"] >= 0.05
+    assert store["x_cpu"] < store["x"] / 2  # sleeping costs wall time, not CPU time
 
 
 def test_peak_rss_grows_with_allocation():
-    before = benchmarking.peak_rss_bytes()
+    before = common.peak_rss_bytes()
     block = np.ones(64 * 2**20 // 8)  # 64 MiB touched
     assert block.sum() > 0
-    assert benchmarking.peak_rss_bytes() >= max(before, 64 * 2**20)
+    assert common.peak_rss_bytes() >= max(before, 64 * 2**20)
 
 
 def test_format_table_and_growth_factors():
-    rows = benchmarking.growth_factors(
+    rows = scale.growth_factors(
         [{"ratings": 100, "prep s": 1.0}, {"ratings": 1000, "prep s": 5.0, "note": "x"}],
         ["prep s"],
     )
     assert rows[1]["ratings_x"] == 10 and rows[1]["prep s_x"] == 5
-    text = benchmarking.format_table(rows, ["ratings", "prep s", "note"])
+    text = common.format_table(rows, ["ratings", "prep s", "note"])
     lines = text.splitlines()
     assert lines[0].split() == ["ratings", "prep", "s", "note"]
     assert lines[2].split() == ["100", "1", "-"] and lines[3].split() == ["1,000", "5", "x"]
 
 
+def test_parse_sizes():
+    assert common.parse_sizes("100_000, 1e6,") == [100_000, 1_000_000]
+
+
+def test_default_data_source_prefers_the_environment(monkeypatch):
+    monkeypatch.setenv("TFRS_MOVIES_DATA", "synthetic")
+    assert common.default_data_source() == "synthetic"
+    monkeypatch.delenv("TFRS_MOVIES_DATA")
+    assert common.default_data_source() == str(common.REPO.parent / "shared/data/movielens/ml-100k")
+
+
 def test_movielens_shape_hits_the_real_releases():
-    assert benchmarking.movielens_shape(100_000) == (943, 1682)
-    assert benchmarking.movielens_shape(25_000_095) == (162_541, 62_423)
-    users, movies = benchmarking.movielens_shape(3_000_000)
+    assert scale.movielens_shape(100_000) == (943, 1682)
+    assert scale.movielens_shape(25_000_095) == (162_541, 62_423)
+    users, movies = scale.movielens_shape(3_000_000)
     assert 6_040 < users < 69_878 and 3_706 < movies < 10_677
-    assert benchmarking.movielens_shape(50_000)[0] < 943  # extrapolated below ml-100k
+    assert scale.movielens_shape(50_000)[0] < 943  # extrapolated below ml-100k
 
 
 def test_extrapolate_scale_power_law():
@@ -77,35 +86,32 @@ def test_extrapolate_scale_power_law():
         {"ratings": 10, "prep s": 1.0, "epoch s": 2.0, "peak RSS GiB": 1.0},
         {"ratings": 100, "prep s": 10.0, "epoch s": 20.0, "peak RSS GiB": 1.0},
     ]
-    guess = benchmarking.extrapolate_scale(rows, 1000)
+    guess = scale.extrapolate_scale(rows, 1000)
     assert guess["prep s"] == pytest.approx(100.0) and guess["epoch s"] == pytest.approx(200.0)
     assert guess["peak RSS GiB"] == pytest.approx(1.0) and guess["note"] == "EXTRAPOLATED"
 
 
 def test_vectors_shapes_and_exact_top_k_chunked():
-    candidates = benchmarking.clustered_vectors(500, 9, seed=0, num_clusters=8)
-    queries = benchmarking.random_vectors(70, 9, seed=1)
+    candidates = index_speed.clustered_vectors(500, 9, seed=0, num_clusters=8)
+    queries = index_speed.random_vectors(70, 9, seed=1)
     assert candidates.shape == (500, 9) and candidates.dtype == np.float32
-    top = benchmarking.exact_top_k_chunked(queries, candidates, 5, chunk=16)
+    top = index_speed.exact_top_k_chunked(queries, candidates, 5, chunk=16)
     best = np.argmax(queries @ candidates.T, axis=1)
     assert top.shape == (70, 5) and np.array_equal(top[:, 0], best)
 
 
 def test_target_lines():
-    assert benchmarking.Target("x", 3.0, 2.0, at_least=True).met
-    assert not benchmarking.Target("x", 3.0, 2.0, at_least=False).met
-    assert benchmarking.Target("p50", 1.5, 2.0, at_least=False).line().startswith("MET")
+    assert common.Target("x", 3.0, 2.0, at_least=True).met
+    assert not common.Target("x", 3.0, 2.0, at_least=False).met
+    assert common.Target("p50", 1.5, 2.0, at_least=False).line().startswith("MET")
+    assert common.Target("qps", 1.5, 2.0, at_least=True).line().startswith("MISS")
 
 
 def test_tutorial_model_builds_and_trains_one_step():
-    import tensorflow as tf
-
-    from tfrs_movies.data import synthetic_ratings
-
     ratings = synthetic_ratings(num_users=30, num_movies=40, num_ratings=300, seed=0)
-    train, movies, users, titles = benchmarking.tutorial_datasets(ratings)
+    train, movies, users, titles = tutorial.tutorial_datasets(ratings)
     for metrics in (False, True):
-        model = benchmarking.tutorial_model(
+        model = tutorial.TutorialModel(
             users, titles, movies, embedding_dim=8, compute_metrics=metrics
         )
         model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))

@@ -10,7 +10,7 @@ import pytest
 from conftest import RATINGS_CSV, write_files
 
 from tfrs_movies.data import GENRES, OCCUPATIONS, load_source
-from tfrs_movies.data.raw import read_movielens
+from tfrs_movies.data.movielens import read_movielens
 
 
 def genre_names(ratings, movie_row: int) -> list[str]:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, TINY_OVERRIDES
-from tfrs_movies import distributed
 from tfrs_movies.errors import ConfigError
+from tfrs_movies.train import distributed
 
 pytestmark = pytest.mark.multiworker
 
@@ -55,15 +55,19 @@ def _cluster(index: int, ports: list[int]) -> str:
         ),
     ],
 )
-def test_invalid_tf_config_is_a_clear_config_error(text: str, message: str):
+def test_invalid_tf_config_is_a_clear_config_error(monkeypatch, text: str, message: str):
+    monkeypatch.setenv("TF_CONFIG", text)
     with pytest.raises(ConfigError, match=message):
-        distributed.read_tf_config({"TF_CONFIG": text})
+        distributed.read_tf_config()
 
 
-def test_tf_config_names_the_workers():
-    assert distributed.read_tf_config({}) is None
-    parsed = distributed.read_tf_config({"TF_CONFIG": _cluster(1, [1, 2])})
-    assert distributed.num_workers(parsed) == 2 and distributed.num_workers(None) == 1
+def test_tf_config_names_the_workers(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert distributed.read_tf_config() is None
+    monkeypatch.setenv("TF_CONFIG", _cluster(1, [1, 2]))
+    resolver = distributed.read_tf_config()
+    assert (resolver.task_type, resolver.task_id) == ("worker", 1)
+    assert distributed.num_workers(resolver) == 2 and distributed.num_workers(None) == 1
 
 
 def test_multi_worker_without_tf_config_says_what_to_set(monkeypatch):
@@ -95,7 +99,7 @@ def _free_ports(count: int) -> list[int]:
 
 
 def test_two_workers_on_loopback_match_a_single_process_run(tiny_run: Path, tmp_path: Path):
-    from tfrs_movies.recommender import Recommender
+    from tfrs_movies.recommend import Recommender
 
     ports = _free_ports(2)
     run_dir = tmp_path / "run"

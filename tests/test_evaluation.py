@@ -1,14 +1,20 @@
-"""Tests of tfrs_movies.evaluation: metric definitions, seen-movie exclusion and baselines."""
+"""Tests of tfrs_movies.evaluation: metric definitions, seen-movie exclusion, baselines, and the
+exported pipeline's metrics."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
 
+from tfrs_movies import rundir
+from tfrs_movies.config import load_config
+from tfrs_movies.data.prepare import prepare_data
 from tfrs_movies.data.schema import NUM_GENRES, Ratings
 from tfrs_movies.evaluation import (
     EASE,
@@ -21,6 +27,8 @@ from tfrs_movies.evaluation import (
     topn_metrics,
     topn_metrics_from_lists,
 )
+from tfrs_movies.evaluation.pipeline import RERANK_WEIGHTS, evaluate_pipeline
+from tfrs_movies.log import silent
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -450,3 +458,21 @@ def test_reference_numbers_on_ml100k():
 
     mf = BiasedMF().fit(train)
     assert rating_metrics(mf.predict(test.user_index, test.movie_index), test.rating)["rmse"] < 0.94
+
+
+def test_evaluate_pipeline_records_its_metrics_in_the_run(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    # Re-prepared from config.json, the data gives the same test split as the one passed in.
+    from_config = evaluate_pipeline(run, log=silent)
+    prepared = prepare_data(load_config(run / "config.json"), log=silent)
+    assert evaluate_pipeline(run, prepared, log=silent) == from_config
+    assert json.loads((run / "metrics.json").read_text())["pipeline"] == from_config
+    rundir.verify_run(run)  # the manifest's checksum of metrics.json was updated
+    orders = ["retrieval_order", "reranked", *(f"rerank_weight_{w:g}" for w in RERANK_WEIGHTS)]
+    for order in orders:
+        assert 0 <= from_config[order]["recall@10"] <= 1
+        assert 0 <= from_config[order]["ndcg@10"] <= 1
+    # Weight 0 is the retrieval order itself.
+    assert from_config["rerank_weight_0"] == from_config["retrieval_order"]
+    assert from_config["num_users"] == len(np.unique(prepared.test.user_index))

@@ -87,25 +87,28 @@ def fake_metrics(pair: WeightPair, seed: int) -> dict:
             "biased_mf": {"recall@10": 0.03, "rmse": 0.91, "mae": 0.72},
         },
         "training": {"fit_seconds": 1.0, "total_seconds": 2.0},
+        "pipeline": {"reranked": {"recall@10": recall}},
     }
 
 
 class FakeTrainer:
-    """Stands in for train_and_evaluate: writes metrics.json; fails for ``fail_seeds``."""
+    """Stands in for train_run: writes metrics.json; fails for ``fail_seeds``."""
 
     def __init__(self, fail_seeds=()):
         self.calls: list[tuple[float, float, int, bool]] = []
+        self.resumed: list[bool] = []
         self.fail_seeds = set(fail_seeds)
 
     def __call__(self, config, workdir, *, resume, overwrite, ratings, log):
         t = config.train
         self.calls.append((t.retrieval_weight, t.rating_weight, t.seed, config.eval.baselines))
+        self.resumed.append(resume)
         if t.seed in self.fail_seeds:
             raise RuntimeError(f"boom on seed {t.seed}")
         metrics = fake_metrics(WeightPair(t.retrieval_weight, t.rating_weight), t.seed)
         if not config.eval.baselines:
             metrics.pop("baselines")
-        Path(workdir).mkdir(parents=True)
+        Path(workdir).mkdir(parents=True, exist_ok=resume)
         (Path(workdir) / "config.json").write_text(json.dumps(config.to_dict()))
         (Path(workdir) / "metrics.json").write_text(json.dumps(metrics))
         return SimpleNamespace(metrics=metrics)
@@ -171,6 +174,24 @@ def test_a_different_grid_or_config_in_the_same_dir_is_an_error(tmp_path: Path):
     assert len(trainer.calls) == 1
 
 
+def test_a_complete_run_without_pipeline_metrics_is_resumed_not_retrained(tmp_path: Path):
+    """A sweep interrupted after training but before the pipeline was scored finishes the run."""
+    config = load_config(None, TINY)
+    trainer = FakeTrainer()
+    run_sweep(
+        config, parse_weights("1:1,1:0.5"), [0], tmp_path, train_fn=trainer, log=lambda _: None
+    )
+    metrics_path = tmp_path / "runs" / "r1-s0.5-seed0" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    del metrics["pipeline"]
+    metrics_path.write_text(json.dumps(metrics))
+
+    result = run_sweep(config, parse_weights("1:1,1:0.5"), [0], tmp_path, train_fn=trainer)
+    assert trainer.calls[2:] == [(1, 0.5, 0, False)] and trainer.resumed == [False, False, True]
+    assert [r.skipped for r in result.records] == [True, False]
+    assert [r.status for r in result.records] == ["done", "done"]
+
+
 def test_tiny_sweep_end_to_end_and_rerun_skips_finished_runs(tmp_path: Path, capsys):
     """2 weight pairs × 2 seeds of real training on tiny synthetic data, through the CLI."""
     sweep_dir = tmp_path / "sweep"
@@ -198,7 +219,11 @@ def test_tiny_sweep_end_to_end_and_rerun_skips_finished_runs(tmp_path: Path, cap
     ]
     for row in rows:
         assert 0 <= float(row["recall@10"]) <= 1 and float(row["rmse"]) > 0
-        assert (sweep_dir / "runs" / Path(row["run_dir"]).name / "metrics.json").is_file()
+        metrics = json.loads(
+            (sweep_dir / "runs" / Path(row["run_dir"]).name / "metrics.json").read_text()
+        )
+        # The exported pipeline of every run is scored after training.
+        assert 0 <= metrics["pipeline"]["reranked"]["recall@10"] <= 1
     configs = [
         json.loads((sweep_dir / "runs" / n / "config.json").read_text())
         for n in ("r1-s0.1-seed0", "r1-s0.1-seed1")

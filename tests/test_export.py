@@ -1,10 +1,8 @@
-"""Exported artifacts: save -> load round trips, ScaNN vs exact search, manifest checks."""
+"""Exported SavedModels: save -> load round trips, ScaNN vs exact search, plain-TF loading."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,23 +12,28 @@ import pytest
 
 from tests.conftest import TINY_OVERRIDES
 from tfrs_movies.config import IndexConfig, load_config, save_config
-from tfrs_movies.errors import ArtifactError
 
 tf = pytest.importorskip("tensorflow")
 
-from tfrs_movies import export, training  # noqa: E402
-from tfrs_movies.recommender import Recommender, verify_run  # noqa: E402
+from tfrs_movies import export  # noqa: E402
+from tfrs_movies.data.prepare import prepare_data  # noqa: E402
+from tfrs_movies.train.fit import (  # noqa: E402
+    build_model,
+    fit_model,
+    make_optimizer,
+    seed_everything,
+)
 
 
 @pytest.fixture(scope="module")
 def in_memory(tmp_path_factory):
     """A trained in-memory model and its export (no metrics, no manifest needed)."""
     config = load_config(None, TINY_OVERRIDES)
-    prepared = training.prepare_data(config, log=lambda m: None)
-    training.seed_everything(0)
-    model = training.build_model(prepared, config)
-    model.compile(optimizer=training.make_optimizer(config))
-    training.fit_model(model, prepared, config, log=lambda m: None)
+    prepared = prepare_data(config, log=lambda m: None)
+    seed_everything(0)
+    model = build_model(prepared, config)
+    model.compile(optimizer=make_optimizer(config))
+    fit_model(model, prepared, config, log=lambda m: None)
     run_dir = tmp_path_factory.mktemp("export")
     save_config(config, run_dir / "config.json")
     metrics: dict = {}
@@ -105,54 +108,6 @@ def test_tuned_scann_reaches_the_target_recall():
     )
     assert description["num_leaves"] == round(np.sqrt(3000))
     assert description["recall_at_10_vs_exact"] >= 0.95
-
-
-def test_manifest_names_versions_and_checksums(tiny_run: Path):
-    manifest = verify_run(tiny_run)
-    assert manifest["format_version"] == export.FORMAT_VERSION
-    for package in (
-        "python",
-        "tensorflow",
-        "tf-keras",
-        "tensorflow-recommenders",
-        "scann",
-        "tensorflow-datasets",
-    ):
-        assert manifest["versions"][package]
-    assert manifest["split"] == "random" and manifest["split_seed"] == 42
-    assert manifest["dataset"].startswith("synthetic")
-    assert "ranking_model/saved_model.pb" in manifest["files"]
-    assert len(manifest["files"]["vocab/movies.csv"]) == 64
-
-
-@pytest.mark.parametrize(
-    "victim", ["ranking_model/saved_model.pb", "vocab/movies.csv", "seen/movies.npy"]
-)
-def test_a_flipped_byte_is_detected(tiny_run: Path, tmp_path: Path, victim: str):
-    copy = tmp_path / "run"
-    shutil.copytree(tiny_run, copy)
-    path = copy / victim
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match=victim.replace(".", r"\.")):
-        Recommender.load(copy)
-
-
-def test_missing_file_and_incompatible_versions_are_named(tiny_run: Path, tmp_path: Path):
-    copy = tmp_path / "run"
-    shutil.copytree(tiny_run, copy)
-    (copy / "seen" / "indptr.npy").unlink()
-    with pytest.raises(ArtifactError, match="indptr.npy is missing"):
-        Recommender.load(copy)
-    shutil.copy(tiny_run / "seen" / "indptr.npy", copy / "seen" / "indptr.npy")
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["versions"]["scann"] = "0.9.0"
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="scann 0.9.0"):
-        Recommender.load(copy)
-    with pytest.raises(ArtifactError, match="no manifest.json"):
-        Recommender.load(tiny_run / "checkpoints")
 
 
 def test_plain_tensorflow_loads_the_index_in_a_fresh_process(tiny_run: Path):

@@ -10,8 +10,8 @@ from tfrs_movies.errors import ConfigError
 
 tf = pytest.importorskip("tensorflow")
 
+from tfrs_movies.data.features import FeatureTables, release_year, title_words  # noqa: E402
 from tfrs_movies.model import MovieLensModel  # noqa: E402
-from tfrs_movies.model.features import FeatureTables, release_year, title_words  # noqa: E402
 
 NUM_USERS, NUM_MOVIES = 4, 6
 

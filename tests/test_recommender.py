@@ -11,11 +11,17 @@ from tfrs_movies.config import load_config
 
 pytest.importorskip("tensorflow")
 
-from tfrs_movies.recommender import (  # noqa: E402
+from tfrs_movies.data.vocab import OOV_INDEX, Vocabulary  # noqa: E402
+from tfrs_movies.recommend import (  # noqa: E402
     DEFAULT_RERANK_WEIGHT,
+    AmbiguousTitleError,
     Recommendation,
     Recommender,
+    rescoring,
 )
+from tfrs_movies.recommend.candidates import select_candidates  # noqa: E402
+from tfrs_movies.recommend.fold_in import FOLD_IN_L2  # noqa: E402
+from tfrs_movies.recommend.rescoring import NumpyRatingHead  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +30,7 @@ def recommender(tiny_run: Path) -> Recommender:
 
 
 def _seen_ids(recommender: Recommender, user: str) -> set[str]:
-    row = recommender._user_row[user]
+    row = recommender.catalogue.user_row(user)
     return set(recommender.movie_ids[recommender.seen_rows(row)].tolist())
 
 
@@ -78,7 +84,16 @@ def test_index_padding_is_never_a_candidate(recommender: Recommender):
     query = recommender.movie_vectors[10]
 
     def keep(wanted):
-        return recommender._filter([None, None], rows, scores, wanted, 0, lambda i: query)
+        return select_candidates(
+            rows,
+            scores,
+            wanted,
+            [None, None],
+            recommender.num_ratings,
+            0,
+            recommender.movie_vectors,
+            lambda i: query,
+        )
 
     kept_rows, kept_scores = keep(2)
     assert [r.tolist() for r in kept_rows] == [[5, 7], [3, 1]]
@@ -98,7 +113,8 @@ def savedmodel_recommender(tiny_run: Path) -> Recommender:
 def test_numpy_rescoring_matches_the_savedmodel(
     recommender: Recommender, savedmodel_recommender: Recommender
 ):
-    assert recommender.rating_head is not None and savedmodel_recommender.rating_head is None
+    assert recommender.rescorer.numpy_head is not None
+    assert savedmodel_recommender.rescorer.numpy_head is None
     users = recommender.user_ids.tolist()
     fast = recommender.recommend(users, k=10)
     slow = savedmodel_recommender.recommend(users, k=10)
@@ -118,8 +134,6 @@ def test_numpy_rescoring_matches_the_savedmodel(
 
 def test_numpy_rating_head_known_answer():
     """A hand-sized head: mean + biases + a one-hidden-unit MLP, computed by hand."""
-    from tfrs_movies.rescoring import NumpyRatingHead
-
     movies = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)
     first = (np.array([[1.0], [0.0], [0.0], [1.0], [1.0], [-1.0]], np.float32), np.array([0.5]))
     last = (np.array([[2.0]], np.float32), np.array([0.25]))
@@ -139,8 +153,6 @@ def test_numpy_rating_head_known_answer():
 def test_fold_in_reaches_the_minimum(recommender: Recommender):
     """The folded-in vector minimizes the documented objective: numpy gradient ~ 0 and no
     random nearby point is lower."""
-    from tfrs_movies.recommender import _FOLD_IN_L2
-
     ratings = {recommender.movie_ids[i]: value for i, value in [(2, 5.0), (5, 4.0), (8, 1.0)]}
     vector = recommender.user_vector(ratings).astype(np.float64)
     assert vector[-1] == 1.0
@@ -154,16 +166,13 @@ def test_fold_in_reaches_the_minimum(recommender: Recommender):
         logits = movies @ v / temperature
         top = logits.max()
         return (
-            top
-            + np.log(np.exp(logits - top).sum())
-            - target @ v / temperature
-            + _FOLD_IN_L2 * v @ v
+            top + np.log(np.exp(logits - top).sum()) - target @ v / temperature + FOLD_IN_L2 * v @ v
         )
 
     logits = movies @ vector / temperature
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
-    gradient = (movies.T @ probabilities - target) / temperature + 2 * _FOLD_IN_L2 * vector
+    gradient = (movies.T @ probabilities - target) / temperature + 2 * FOLD_IN_L2 * vector
     assert np.abs(gradient[:-1]).max() < 1e-2
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -172,9 +181,35 @@ def test_fold_in_reaches_the_minimum(recommender: Recommender):
         assert loss(vector + step) >= loss(vector) - 1e-9
 
 
+def test_one_id_mapping_for_numpy_and_the_savedmodels():
+    """Vocabulary, the StringLookup the exports build from it, and run-directory rows agree."""
+    import tensorflow as tf
+
+    vocab = Vocabulary.from_ids(["b", "a", "c", "a"])
+    queries = np.array(["c", "zz", "a", "b"])
+    lookup = tf.keras.layers.StringLookup(**vocab.string_lookup_config())
+    assert lookup(tf.constant(queries)).numpy().tolist() == vocab.lookup(queries).tolist()
+    assert vocab.lookup(queries).tolist() == [3, OOV_INDEX, 1, 2]
+    rows = Vocabulary.row_of_index(vocab.lookup(queries))
+    assert rows.tolist() == [vocab.row("c"), -1, vocab.row("a"), vocab.row("b")] == [2, -1, 0, 1]
+    assert Vocabulary.index_of_row(rows).tolist() == vocab.lookup(queries).tolist()
+    assert "a" in vocab and "zz" not in vocab
+    with pytest.raises(KeyError):
+        vocab.row("zz")
+    with pytest.raises(ValueError, match="sorted and unique"):
+        Vocabulary(np.array(["b", "a"]))
+
+
+def test_runs_without_named_head_weights_rescore_with_the_savedmodel(recommender: Recommender):
+    """Runs exported before ``rating_head_weights`` existed still load and still re-score."""
+    without = rescoring.Rescorer(object(), recommender.user_ids, recommender.movie_ids)
+    assert not without.use_numpy(recommender.movie_vectors, recommender.rescorer.user_vectors)
+    assert without.numpy_head is None
+
+
 def test_load_without_verify_still_reads_the_manifest(tiny_run: Path):
     loaded = Recommender.load(tiny_run, verify=False, numpy_rescoring=False)
-    assert loaded.manifest["format_version"] >= 1 and loaded.rating_head is None
+    assert loaded.manifest["format_version"] >= 1 and loaded.rescorer.numpy_head is None
 
 
 def test_k_larger_than_what_is_left_returns_what_there_is(recommender: Recommender):
@@ -224,12 +259,12 @@ def test_similar_movies_by_id_and_title(recommender: Recommender):
 
 def test_ambiguous_title_lists_the_ids(recommender: Recommender):
     title = recommender.titles[0]
-    recommender._title_rows[title] = [0, 1]
+    recommender.catalogue.title_rows[title] = [0, 1]
     try:
-        with pytest.raises(KeyError, match="ambiguous.*" + recommender.movie_ids[1]):
+        with pytest.raises(AmbiguousTitleError, match="ambiguous.*" + recommender.movie_ids[1]):
             recommender.similar_movies(title)
     finally:
-        recommender._title_rows[title] = [0]
+        recommender.catalogue.title_rows[title] = [0]
 
 
 def test_new_user_gets_unrated_movies_from_their_ratings(recommender: Recommender):
@@ -260,7 +295,7 @@ def test_new_user_ratings_values_matter(recommender: Recommender):
 def test_held_out_users_beat_most_popular(ml100k_dir: Path, tmp_path: Path):
     """The issue's measurement, CI-sized: 10% of ml-100k users never seen in training, 10
     ratings each given to recommend_for_ratings, Recall@10 on the rest vs most-popular."""
-    from tfrs_movies.cold_start import evaluate_new_users
+    from tfrs_movies.experiments import evaluate_new_users
 
     config = load_config(
         None,

@@ -3,6 +3,7 @@ subprocess on a free loopback port, and the web page in headless Chromium (Playw
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import socket
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+import anyio
 import pytest
 
 pytest.importorskip("fastapi")
@@ -21,7 +23,12 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 from tfrs_movies.cli import main  # noqa: E402
-from tfrs_movies.serving import MAX_BODY_BYTES, MAX_K  # noqa: E402
+from tfrs_movies.config import load_config  # noqa: E402
+from tfrs_movies.recommend import Recommender  # noqa: E402
+from tfrs_movies.serving import create_app, schemas  # noqa: E402
+from tfrs_movies.serving.listing import Listing  # noqa: E402
+from tfrs_movies.serving.schemas import MAX_BODY_BYTES, MAX_K  # noqa: E402
+from tfrs_movies.train import train_and_evaluate  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -41,9 +48,6 @@ SYNTHETIC = "synthetic:users=60,movies=120,ratings=3000,seed=0"
 @pytest.fixture(scope="session")
 def serving_run_dir(tmp_path_factory) -> Path:
     """A tiny trained run (~10 s)."""
-    from tfrs_movies.config import load_config
-    from tfrs_movies.training import train_and_evaluate
-
     config = load_config(
         None,
         [
@@ -59,8 +63,6 @@ def serving_run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def recommender(serving_run_dir: Path):
-    from tfrs_movies.recommender import Recommender
-
     return Recommender.load(serving_run_dir)
 
 
@@ -120,6 +122,25 @@ def _ok(response) -> dict:
     return response.json()
 
 
+def _assert_same_items(items: list[dict], records) -> None:
+    """The server's items are the library's records: ids, order and counts exactly, scores
+    to float32 precision (the server computes with one thread, this process with several, so
+    sums may round differently in the last bit: 3.8145720958709717 vs 3.8145718574523926 once).
+    """
+    expected = [record.to_dict() for record in records]
+    floats = ("retrieval_score", "predicted_rating")
+    assert [{k: v for k, v in item.items() if k not in floats} for item in items] == [
+        {k: v for k, v in item.items() if k not in floats} for item in expected
+    ]
+    for name in floats:
+        got = [item[name] for item in items]
+        want = [item[name] for item in expected]
+        if None in want:
+            assert got == want
+        else:
+            assert got == pytest.approx(want, rel=1e-5, abs=1e-6), name
+
+
 def _check_items(items: list[dict], with_rating: bool) -> None:
     assert [item["rank"] for item in items] == list(range(1, len(items) + 1))
     for item in items:
@@ -158,8 +179,7 @@ def test_user_recommendations_match_the_library(client, users, recommender):
     items = body["recommendations"]
     assert len(items) == 5
     _check_items(items, with_rating=True)
-    expected = [r.to_dict() for r in recommender.recommend(user, k=5)]
-    assert items == expected
+    _assert_same_items(items, recommender.recommend(user, k=5))
     user_row = recommender.user_ids.tolist().index(user)
     seen = {recommender.movie_ids[row] for row in recommender.seen_rows(user_row)}
     assert seen
@@ -172,7 +192,7 @@ def test_user_recommendations_options(client, users, recommender):
         client.get(f"/v1/users/{user}/recommendations", params={"k": 20, "exclude_seen": "false"})
     )
     expected = recommender.recommend(user, k=20, exclude_seen=False)
-    assert with_seen["recommendations"] == [r.to_dict() for r in expected]
+    _assert_same_items(with_seen["recommendations"], expected)
     popular = _ok(client.get(f"/v1/users/{user}/recommendations", params={"min_ratings": 30}))
     assert all(item["num_ratings"] >= 30 for item in popular["recommendations"])
     nothing = _ok(client.get(f"/v1/users/{user}/recommendations", params={"min_ratings": 10**6}))
@@ -194,7 +214,7 @@ def test_new_user_recommendations(client, recommender):
     _check_items(items, with_rating=True)
     assert not {r["movie_id"] for r in body["rated"]} & {i["movie_id"] for i in items}
     by_id = {ids[0]: 5, ids[1]: 4.5, ids[2]: 0.5, str(recommender.movie_ids[3]): 3}
-    assert items == [r.to_dict() for r in recommender.recommend_for_ratings(by_id, k=7)]
+    _assert_same_items(items, recommender.recommend_for_ratings(by_id, k=7))
     default_k = _ok(client.post("/v1/recommendations", json={"ratings": {ids[0]: 4}}))
     assert len(default_k["recommendations"]) == 10
 
@@ -206,10 +226,21 @@ def test_similar_movies_by_id_and_title(client, recommender):
     assert len(body["similar"]) == 4
     _check_items(body["similar"], with_rating=False)
     assert movie_id not in {item["movie_id"] for item in body["similar"]}
-    assert body["similar"] == [r.to_dict() for r in recommender.similar_movies(movie_id, k=4)]
+    _assert_same_items(body["similar"], recommender.similar_movies(movie_id, k=4))
     by_title = _ok(client.get(f"/v1/movies/{quote(title)}/similar", params={"k": 4}))
     assert by_title == body
     assert len(_ok(client.get(f"/v1/movies/{movie_id}/similar"))["similar"]) == 10
+
+
+def test_similar_movies_by_query_take_ids_and_titles(client, recommender):
+    """The query form answers exactly as the path form (same server), for ids and titles."""
+    movie_id, title = str(recommender.movie_ids[1]), str(recommender.titles[1])
+    by_path = _ok(client.get(f"/v1/movies/{movie_id}/similar", params={"k": 6}))
+    for movie in (movie_id, title):
+        by_query = _ok(client.get("/v1/movies/similar", params={"movie": movie, "k": 6}))
+        assert by_query == by_path
+    default_k = _ok(client.get("/v1/movies/similar", params={"movie": movie_id}))
+    assert len(default_k["similar"]) == 10
 
 
 def test_title_search(client, recommender):
@@ -240,11 +271,14 @@ def test_docs_and_page_work_offline(client):
         "/v1/users/{user_id}/recommendations",
         "/v1/recommendations",
         "/v1/movies/{movie_id}/similar",
+        "/v1/movies/similar",
         "/v1/movies",
     } <= set(schema["paths"])
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "http://" not in page.text and "https://" not in page.text
+    # Similar movies through the query form, which carries titles with "/" too.
+    assert "/v1/movies/similar?" in page.text and "}/similar" not in page.text
 
 
 def test_concurrent_requests_agree(client, users):
@@ -284,6 +318,13 @@ BAD_REQUESTS = [
     ("negative min", "GET", "/v1/users/{user}/recommendations?min_ratings=-1", {}, 422, "0"),
     ("similar k over", "GET", "/v1/movies/{movie}/similar?k=1000", {}, 422, "100"),
     ("similar k zero", "GET", "/v1/movies/{movie}/similar?k=0", {}, 422, "k"),
+    ("similar no movie", "GET", "/v1/movies/similar?k=3", {}, 422, "movie"),
+    ("similar empty movie", "GET", "/v1/movies/similar?movie=", {}, 422, "movie"),
+    ("similar unknown", "GET", "/v1/movies/similar?movie=no-such", {}, 404, "unknown movie"),
+    ("similar query k", "GET", "/v1/movies/similar?movie={movie}&k=101", {}, 422, "100"),
+    ("k NaN", "GET", "/v1/users/{user}/recommendations?k=nan", {}, 422, "integer"),
+    ("k infinite", "GET", "/v1/users/{user}/recommendations?k=inf", {}, 422, "integer"),
+    ("min NaN", "GET", "/v1/users/{user}/recommendations?min_ratings=nan", {}, 422, "integer"),
     ("search limit", "GET", "/v1/movies?limit=101", {}, 422, "limit"),
     ("search too long", "GET", "/v1/movies?query=" + "x" * 201, {}, 422, "200"),
     ("long user id", "GET", "/v1/users/" + "1" * 400 + "/recommendations", {}, 422, "300"),
@@ -328,6 +369,46 @@ BAD_REQUESTS = [
         {"json": {"ratings": {"{movie}": "great"}}},
         422,
         "number",
+    ),
+    (
+        "rating numeric text",
+        "POST",
+        "/v1/recommendations",
+        {"json": {"ratings": {"{movie}": "4"}}},
+        422,
+        "valid number",
+    ),
+    (
+        "rating boolean",
+        "POST",
+        "/v1/recommendations",
+        {"json": {"ratings": {"{movie}": True}}},
+        422,
+        "valid number",
+    ),
+    (
+        "rating infinite",
+        "POST",
+        "/v1/recommendations",
+        {"content": '{"ratings": {"{movie}": 1e999}}'},
+        422,
+        "finite",
+    ),
+    (
+        "body k boolean",
+        "POST",
+        "/v1/recommendations",
+        {"json": {"ratings": {"{movie}": 4}, "k": True}},
+        422,
+        "integer",
+    ),
+    (
+        "body min_ratings float",
+        "POST",
+        "/v1/recommendations",
+        {"json": {"ratings": {"{movie}": 4}, "min_ratings": 1.5}},
+        422,
+        "integer",
     ),
     ("no ratings", "POST", "/v1/recommendations", {"json": {"ratings": {}}}, 422, "at least 1"),
     ("ratings missing", "POST", "/v1/recommendations", {"json": {"k": 3}}, 422, "ratings"),
@@ -439,10 +520,6 @@ def test_body_just_under_limit_is_read(client, recommender):
 
 
 def test_create_app_takes_a_loaded_recommender(recommender):
-    import anyio
-
-    from tfrs_movies.serving import create_app
-
     app = create_app(recommender)
 
     async def health():
@@ -454,36 +531,34 @@ def test_create_app_takes_a_loaded_recommender(recommender):
 
 
 def test_search_matches_a_plain_scan(recommender):
-    from tfrs_movies.serving import _Catalogue
-
-    catalogue = _Catalogue(recommender)
+    listing = Listing(recommender)
+    titles = [str(title) for title in recommender.titles]
     queries = ["", "movie", "MOVIE 1", "  synthetic   movie 2 ", "e 1", "no such film", "1"]
     queries += [str(t)[2:7] for t in recommender.titles[:5]]
     for query in queries:
         needle = " ".join(query.split()).casefold()
         expected = [
             row
-            for row in catalogue.popular_rows
-            if needle in " ".join(catalogue.titles[row].split()).casefold()
+            for row in listing.popular_rows
+            if needle in " ".join(titles[row].split()).casefold()
         ]
-        count, rows = catalogue.search(query, 7)
+        count, rows = listing.search(query, 7)
         assert (count, rows) == (len(expected), expected[:7]), query
 
 
 def test_answers_match_their_response_models(client, users, recommender):
-    from tfrs_movies import serving
-
     movie = str(recommender.movie_ids[0])
     checks = [
-        (serving.Health, client.get("/health")),
-        (serving.UserList, client.get("/v1/users")),
-        (serving.UserRecommendations, client.get(f"/v1/users/{users[0]}/recommendations")),
+        (schemas.Health, client.get("/health")),
+        (schemas.UserList, client.get("/v1/users")),
+        (schemas.UserRecommendations, client.get(f"/v1/users/{users[0]}/recommendations")),
         (
-            serving.NewUserRecommendations,
+            schemas.NewUserRecommendations,
             client.post("/v1/recommendations", json={"ratings": {movie: 4}}),
         ),
-        (serving.SimilarMovies, client.get(f"/v1/movies/{movie}/similar")),
-        (serving.MovieSearch, client.get("/v1/movies", params={"query": "movie"})),
+        (schemas.SimilarMovies, client.get(f"/v1/movies/{movie}/similar")),
+        (schemas.SimilarMovies, client.get("/v1/movies/similar", params={"movie": movie})),
+        (schemas.MovieSearch, client.get("/v1/movies", params={"query": "movie"})),
     ]
     for model, response in checks:
         body = _ok(response)
@@ -558,10 +633,8 @@ def test_two_workers_serve_and_stop_together(serving_run_dir, tmp_path):
 
 
 def test_load_test_script_runs_against_the_server(base_url, capsys):
-    """A small run of scripts/load_test.py: every request answered, the summary adds up."""
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "scripts" / "load_test.py"
+    """A small run of scripts/benchmarks/load_test.py: every request answered, the sums add up."""
+    path = Path(__file__).parents[1] / "scripts" / "benchmarks" / "load_test.py"
     spec = importlib.util.spec_from_file_location("load_test", path)
     load_test = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = load_test  # its dataclasses look their module up there
@@ -631,6 +704,7 @@ def test_page_in_a_browser(base_url, users):
             page.wait_for_selector("#similar-results tbody tr")
             assert rated_titles[0] in page.inner_text("#similar-results")
             assert page.locator("#similar-results tbody tr").count() == 10
+            assert any("/v1/movies/similar?movie=" in url for url in requested), requested
 
             # An error is shown, not swallowed.
             page.fill("#user-id", "nobody")

@@ -14,8 +14,8 @@ from tfrs_movies.errors import TfrsMoviesError
 
 pytest.importorskip("tensorflow")
 
-from tfrs_movies.training import HEADLINE_METRICS as HEADLINE  # noqa: E402
-from tfrs_movies.training import train_and_evaluate  # noqa: E402
+from tfrs_movies.evaluation.model import HEADLINE_METRICS as HEADLINE  # noqa: E402
+from tfrs_movies.train import train_and_evaluate  # noqa: E402
 
 
 def _quiet(message: str) -> None:

@@ -1,14 +1,22 @@
 """tfrs_movies: a multitask two-tower movie recommender on TensorFlow Recommenders.
 
-Importing this package sets ``TF_USE_LEGACY_KERAS=1`` before TensorFlow is imported, because
-TFRS 0.7.7 is written against Keras 2 (the ``tf-keras`` package). TensorFlow itself is imported
-lazily: ``tfrs-movies data info`` and other data-only paths never load it.
+Importing this package prepares TensorFlow before it loads: it sets ``TF_USE_LEGACY_KERAS=1``,
+because TFRS 0.7.7 is written against Keras 2 (the ``tf-keras`` package), and hides the native
+log lines of TensorFlow and ScaNN (see :mod:`tfrs_movies.log`; ``TFRS_MOVIES_VERBOSE=1`` keeps
+them). TensorFlow itself is imported lazily: ``tfrs-movies data info`` and other data-only paths
+never load it.
+
+The public API: :class:`Config` (with :func:`load_config`), :func:`train_and_evaluate` (config ->
+finalized run directory), :class:`Recommender` and :func:`load_index` (use a run directory), and
+:func:`load_source` (any data source as canonical ratings).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+from tfrs_movies.log import set_native_logs, verbose_requested
 
 __version__ = "0.1.0"
 
@@ -28,8 +36,6 @@ def _ensure_legacy_keras() -> None:
     """
     if "tensorflow" not in sys.modules:
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
-        # TensorFlow's C++ INFO lines drown the progress output; warnings and errors still show.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
         return
     tf = sys.modules["tensorflow"]
     keras_version = getattr(getattr(tf, "keras", None), "__version__", "")
@@ -40,14 +46,15 @@ def _ensure_legacy_keras() -> None:
 
 
 _ensure_legacy_keras()
+set_native_logs(verbose=verbose_requested())
 
 _LAZY = {
     "Config": ("tfrs_movies.config", "Config"),
     "load_config": ("tfrs_movies.config", "load_config"),
     "load_source": ("tfrs_movies.data", "load_source"),
-    "train_and_evaluate": ("tfrs_movies.training", "train_and_evaluate"),
-    "Recommender": ("tfrs_movies.recommender", "Recommender"),
-    "load_index": ("tfrs_movies.recommender", "load_index"),
+    "train_and_evaluate": ("tfrs_movies.train", "train_and_evaluate"),
+    "Recommender": ("tfrs_movies.recommend", "Recommender"),
+    "load_index": ("tfrs_movies.rundir", "load_index"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,89 +1,57 @@
-"""Writes the run directory: indexes, ranking model, metadata, metrics and manifest.
+"""SavedModels of a run: the ScaNN retrieval index, its exact twin and the ranking model.
 
-Layout (the contract with downstream code; see the README):
-
-    config.json, metrics.json, manifest.json
-    retrieval_index/   SavedModel: ScaNN; __call__(user_ids [B] string)
-                       -> (scores [B, K], movie ids [B, K])
-    exact_index/       SavedModel: brute force, same signature
-    ranking_model/     SavedModel: __call__(user_ids [B], movie_ids [B]) -> ratings [B]
-    vocab/             movies.csv, users.txt, movie_vectors.npy
-    seen/              indptr.npy, movies.npy (CSR of each user's training movies)
-    checkpoints/, tensorboard/
-
-Everything is written into ``<run>.partial`` and renamed into place by :func:`finalize_run`.
+:func:`export_run` tunes ScaNN to the configured recall against exact search, saves the three
+SavedModels with every signature (``serving_default`` included), and has :mod:`tfrs_movies.rundir`
+write the vocabularies and seen movies beside them; where each file goes is the run directory's
+business (:class:`~tfrs_movies.rundir.RunPaths`).
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
+import logging
 import math
-import os
-import platform
-import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
+from tfrs_movies import rundir
+from tfrs_movies.config import Config, IndexConfig
+from tfrs_movies.data.prepare import PreparedData
 from tfrs_movies.data.schema import GENRES
+from tfrs_movies.data.vocab import Vocabulary
+from tfrs_movies.log import Log, print_line
 
-FORMAT_VERSION = 1
 SAVE_NAMESPACES = ["Scann"]  # ScaNN's ops must be allowed explicitly when saving
 
 
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    versions = {"python": platform.python_version()}
-    for name in (
-        "tensorflow",
-        "tf-keras",
-        "tensorflow-recommenders",
-        "scann",
-        "tensorflow-datasets",
-        "tfrs-movies",
-    ):
-        try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def _index_module(user_ids: np.ndarray, movie_ids: np.ndarray, user_tower, layer, dim: int):
+def _index_module(users: Vocabulary, movies: Vocabulary, user_tower, layer, dim: int):
     """A tf.Module: string user ids (or query vectors) in, (scores, movie ids) out.
 
     ``rows``/``search_rows`` return positions in ``vocab/movies.csv`` instead of ids, so that
     the Recommender never handles strings for the hundreds of candidates per user.
     """
-    import tensorflow as tf
 
     class IndexModule(tf.Module):
         def __init__(self):
             super().__init__()
-            self.user_lookup = tf.keras.layers.StringLookup(
-                vocabulary=list(user_ids), num_oov_indices=1, mask_token=None
-            )
-            self.movie_lookup = tf.keras.layers.StringLookup(
-                vocabulary=list(movie_ids), num_oov_indices=1, mask_token=None
-            )
+            self.user_lookup = tf.keras.layers.StringLookup(**users.string_lookup_config())
+            self.movie_lookup = tf.keras.layers.StringLookup(**movies.string_lookup_config())
             self.user_tower = user_tower
             self.index = layer
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_ids")])
         def rows(self, user_ids):
             scores, movie_ids = self.__call__(user_ids)
-            return scores, self.movie_lookup(movie_ids) - 1
+            return scores, Vocabulary.row_of_index(self.movie_lookup(movie_ids))
 
         @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="queries")])
         def search_rows(self, queries):
             scores, movie_ids = self.index(queries)
-            return scores, self.movie_lookup(movie_ids) - 1
+            return scores, Vocabulary.row_of_index(self.movie_lookup(movie_ids))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_ids")])
         def __call__(self, user_ids):
@@ -105,22 +73,32 @@ def _index_module(user_ids: np.ndarray, movie_ids: np.ndarray, user_tower, layer
     return IndexModule()
 
 
-def _ranking_module(user_ids: np.ndarray, movie_ids: np.ndarray, model, dim: int):
-    """A tf.Module: (user id, movie id) strings in, predicted ratings out."""
-    import tensorflow as tf
+def _ranking_module(users: Vocabulary, movies: Vocabulary, model, dim: int):
+    """A tf.Module: (user id, movie id) strings in, predicted ratings out.
+
+    Its ``rating_head_weights`` attribute names the rating head's variables (``global_mean``,
+    ``user_bias`` and ``movie_bias`` (n + 1, 1) by vocabulary index, ``mlp_kernels`` and
+    ``mlp_biases`` in layer order), so that :mod:`tfrs_movies.recommend.rescoring` can copy
+    the head into numpy without depending on Keras' internal object names.
+    """
 
     class RankingModule(tf.Module):
         def __init__(self):
             super().__init__()
-            self.user_lookup = tf.keras.layers.StringLookup(
-                vocabulary=list(user_ids), num_oov_indices=1, mask_token=None
-            )
-            self.movie_lookup = tf.keras.layers.StringLookup(
-                vocabulary=list(movie_ids), num_oov_indices=1, mask_token=None
-            )
+            self.user_lookup = tf.keras.layers.StringLookup(**users.string_lookup_config())
+            self.movie_lookup = tf.keras.layers.StringLookup(**movies.string_lookup_config())
             self.user_tower = model.user_tower
             self.movie_tower = model.movie_tower
             self.rating_head = model.rating_head
+            head = model.rating_head
+            dense = [layer for layer in head.mlp.layers if isinstance(layer, tf.keras.layers.Dense)]
+            self.rating_head_weights = {
+                "global_mean": head.global_mean,
+                "user_bias": head.user_bias.embeddings,
+                "movie_bias": head.movie_bias.embeddings,
+                "mlp_kernels": [layer.kernel for layer in dense],
+                "mlp_biases": [layer.bias for layer in dense],
+            }
 
         def _rate(self, user_index, user_vectors, movie_ids):
             # movie_ids: [B, C]; every user's row is scored against its own C candidates.
@@ -175,10 +153,6 @@ def _ranking_module(user_ids: np.ndarray, movie_ids: np.ndarray, model, dim: int
 
 
 def _save(module, path: Path) -> None:
-    import logging
-
-    import tensorflow as tf
-
     # Keras warns once per sub-model that it has no get_config(); a SavedModel of traced
     # functions does not need one, and the warnings would bury the progress output.
     tf_logger = tf.get_logger()
@@ -222,9 +196,6 @@ def build_scann(
     num_reordering_candidates: int,
 ):
     """A TFRS ScaNN layer (no query model) indexed over ``candidates`` (N, dim)."""
-    import tensorflow as tf
-    import tensorflow_recommenders as tfrs
-
     layer = tfrs.layers.factorized_top_k.ScaNN(
         k=k,
         num_leaves=num_leaves,
@@ -239,9 +210,9 @@ def tune_scann(
     candidates: np.ndarray,
     queries: np.ndarray,
     k: int,
-    config,
+    config: IndexConfig,
     identifiers: np.ndarray | None = None,
-    log: Callable[[str], None] = print,
+    log: Log = print_line,
 ) -> tuple[Any, dict[str, Any]]:
     """Chooses ScaNN parameters that reach ``config.target_recall`` recall@10 against exact search.
 
@@ -300,24 +271,30 @@ def tune_scann(
 
 def export_run(
     model,
-    prepared,
-    config,
+    prepared: PreparedData,
+    config: Config,
     metrics: dict[str, Any],
     run_dir: Path,
-    log: Callable[[str], None] = print,
+    log: Log = print_line,
 ) -> None:
     """Writes the indexes, the ranking model, vocabularies and seen movies into ``run_dir``.
 
-    ``metrics["index"]`` receives the chosen ScaNN parameters and their measured recall.
+    Args:
+        model: the trained multitask model (its towers and rating head are saved).
+        prepared: the data it was trained on (vocabularies, titles, training ratings).
+        config: the run's config (``index`` section).
+        metrics: receives ``index`` (the chosen ScaNN parameters and their measured recall)
+            and ``export_seconds``.
+        run_dir: the (partial) run directory to write into.
+        log: receives progress lines.
     """
-    import tensorflow as tf
-    import tensorflow_recommenders as tfrs
-
     started = time.perf_counter()
+    paths = rundir.RunPaths(run_dir)
     user_rows = prepared.user_row_of_vocab()[1:]
     movie_rows = prepared.movie_row_of_vocab()[1:]
     user_ids = prepared.ratings.user_ids[user_rows].astype(str)
     movie_ids = prepared.ratings.movie_ids[movie_rows].astype(str)
+    users, movies = Vocabulary(user_ids), Vocabulary(movie_ids)
     catalogue = model.catalogue_vectors().numpy()[1:]
     dim = catalogue.shape[1]
     queries = model.user_tower(tf.range(1, prepared.num_users + 1)).numpy()
@@ -331,94 +308,41 @@ def export_run(
     layer, index_description = tune_scann(
         catalogue, queries, k, config.index, identifiers=movie_ids, log=log
     )
-    scann_module = _index_module(user_ids, movie_ids, model.user_tower, layer, dim)
+    scann_module = _index_module(users, movies, model.user_tower, layer, dim)
     scann_module(tf.constant(user_ids[:1]))  # fixes shapes before saving, as ScaNN requires
-    _save(scann_module, run_dir / "retrieval_index")
+    _save(scann_module, paths.retrieval_index)
 
     brute_force = tfrs.layers.factorized_top_k.BruteForce(k=k)
     brute_force.index(tf.constant(catalogue), identifiers=tf.constant(movie_ids))
-    exact_module = _index_module(user_ids, movie_ids, model.user_tower, brute_force, dim)
+    exact_module = _index_module(users, movies, model.user_tower, brute_force, dim)
     exact_module(tf.constant(user_ids[:1]))
-    _save(exact_module, run_dir / "exact_index")
+    _save(exact_module, paths.exact_index)
 
-    ranking = _ranking_module(user_ids, movie_ids, model, dim)
+    ranking = _ranking_module(users, movies, model, dim)
     ranking(tf.constant(user_ids[:1]), tf.constant(movie_ids[:1]))
-    _save(ranking, run_dir / "ranking_model")
+    _save(ranking, paths.ranking_model)
 
-    vocab_dir = run_dir / "vocab"
-    vocab_dir.mkdir(exist_ok=True)
-    counts = prepared.movie_frequencies[1:]
-    genres = prepared.ratings.movie_genres[movie_rows]
-    with open(vocab_dir / "movies.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["movie_id", "title", "genres", "num_train_ratings"])
-        for movie_id, title, hot, count in zip(
-            movie_ids, prepared.ratings.movie_titles[movie_rows], genres, counts, strict=True
-        ):
-            names = "|".join(GENRES[g] for g in np.flatnonzero(hot))
-            writer.writerow([movie_id, str(title), names, int(count)])
-    (vocab_dir / "users.txt").write_text("\n".join(user_ids) + "\n", encoding="utf-8")
-    np.save(vocab_dir / "movie_vectors.npy", catalogue.astype(np.float32), allow_pickle=False)
-
+    rundir.write_vocab(
+        run_dir,
+        user_ids=user_ids,
+        movie_ids=movie_ids,
+        titles=prepared.ratings.movie_titles[movie_rows],
+        genres=[
+            "|".join(GENRES[g] for g in np.flatnonzero(hot))
+            for hot in prepared.ratings.movie_genres[movie_rows]
+        ],
+        num_train_ratings=prepared.movie_frequencies[1:],
+        movie_vectors=catalogue,
+    )
     # Seen = every training-split rating (validation part included), by user vocabulary index.
     seen_user = prepared.user_vocab_of_row[prepared.train.user_index]
     seen_movie = prepared.movie_vocab_of_row[prepared.train.movie_index]
     keep = (seen_user > 0) & (seen_movie > 0)
     order = np.lexsort((seen_movie[keep], seen_user[keep]))
-    indptr = np.concatenate(
-        [[0], np.cumsum(np.bincount(seen_user[keep] - 1, minlength=prepared.num_users))]
-    )
-    seen_dir = run_dir / "seen"
-    seen_dir.mkdir(exist_ok=True)
-    np.save(seen_dir / "indptr.npy", indptr.astype(np.int64), allow_pickle=False)
-    np.save(
-        seen_dir / "movies.npy", (seen_movie[keep][order] - 1).astype(np.int32), allow_pickle=False
-    )
+    seen_user_rows = Vocabulary.row_of_index(seen_user[keep])
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(seen_user_rows, minlength=len(users)))])
+    rundir.write_seen(run_dir, indptr, Vocabulary.row_of_index(seen_movie[keep][order]))
 
     metrics["index"] = index_description
     metrics["export_seconds"] = round(time.perf_counter() - started, 2)
     log(f"exported indexes and ranking model in {metrics['export_seconds']:.1f}s")
-
-
-def file_checksums(run_dir: Path) -> dict[str, str]:
-    """sha256 of every file under ``run_dir`` except the manifest, by relative path."""
-    checksums = {}
-    for path in sorted(run_dir.rglob("*")):
-        if path.is_file() and path.name != "manifest.json":
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                    digest.update(block)
-            checksums[path.relative_to(run_dir).as_posix()] = digest.hexdigest()
-    return checksums
-
-
-def write_manifest(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
-    protocol = metrics.get("protocol", {})
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "versions": _versions(),
-        "dataset": protocol.get("dataset"),
-        "split": protocol.get("split"),
-        "split_seed": protocol.get("split_seed"),
-        "model_seed": json.loads((run_dir / "config.json").read_text())["train"]["seed"],
-        "index": metrics.get("index"),
-        "files": file_checksums(run_dir),
-    }
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
-
-
-def finalize_run(partial: Path, run_dir: Path, metrics: dict[str, Any], overwrite: bool = False):
-    """Writes metrics.json and manifest.json, then renames ``partial`` to ``run_dir``.
-
-    The rename is the commit point: ``run_dir`` either does not exist or is complete.
-    """
-    (partial / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
-    write_manifest(partial, metrics)
-    if run_dir.exists() and overwrite:
-        trash = run_dir.with_name(run_dir.name + f".old-{os.getpid()}")
-        os.replace(run_dir, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.replace(partial, run_dir)

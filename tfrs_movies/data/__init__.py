@@ -1,6 +1,22 @@
-"""Data layer: sources in one canonical schema, splits and vocabularies.
+"""Data: every MovieLens source in one canonical schema, split and indexed for training.
 
-Nothing here imports TensorFlow except the tfds source, which does so when called.
+The folder's job ends where the model begins: it turns a SOURCE string into a
+:class:`Ratings` (users, movies and columnar ratings in the tfds schema) and that into what
+training needs. One module per step:
+
+* ``sources``: ``load_source(SOURCE)``, the one entry point; dispatches to
+  ``movielens`` (GroupLens folders and zips: ``layouts`` is the table of file layouts,
+  ``files`` finds them in a folder or zip, ``tables`` parses movies and users, ``ratings_file``
+  the ratings, ``text`` holds the shared line checks), ``tfds_source`` and ``synthetic``;
+* ``schema``: the canonical feature names, genres, occupations and the ``Ratings`` container;
+* ``info``: statistics for ``tfrs-movies data info``;
+* ``splits``: seeded random, temporal and leave-last-n splits;
+* ``vocab``: id vocabularies (the one id <-> row mapping);
+* ``prepare``: ``PreparedData`` (splits, vocabularies, histories) from a config;
+* ``features``: side-feature tables for the towers.
+
+Nothing here loads TensorFlow except the tfds source, when called: ``tfrs-movies data info`` on
+a folder, a zip or synthetic data never does.
 """
 
 from __future__ import annotations

@@ -10,8 +10,11 @@ materializes the tfds-style per-rating columns on demand.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 # tfds `movielens` ClassLabel names for `movie_genres`, in index order (tfds 4.9.x).
 GENRES: tuple[str, ...] = (
@@ -163,3 +166,83 @@ class Ratings:
         for key, column in self.user_features.items():
             out[key] = column[self.user_index]
         return out
+
+
+def finish_ratings(
+    name: str,
+    *,
+    movie_ids: np.ndarray,
+    movie_titles: np.ndarray,
+    movie_genres: np.ndarray,
+    user_ids: np.ndarray,
+    user_features: dict[str, np.ndarray],
+    user_index: np.ndarray,
+    movie_index: np.ndarray,
+    rating: np.ndarray,
+    timestamp: np.ndarray,
+    where: str,
+) -> Ratings:
+    """Drops repeated (user, movie) ratings, keeping the latest, and builds the Ratings.
+
+    Every source ends here (raw files and tfds), so both treat duplicates the same way.
+
+    Args:
+        name: dataset name for :attr:`Ratings.name`.
+        where: the source named in the warning about dropped duplicates.
+        (others): the :class:`Ratings` fields; index arrays (R,).
+
+    Returns:
+        Ratings whose (user, movie) pairs are unique; the kept ratings stay in input order.
+    """
+    user_index = np.asarray(user_index, dtype=np.int32)
+    movie_index = np.asarray(movie_index, dtype=np.int32)
+    keep, dropped = latest_unique(user_index, movie_index, timestamp, len(movie_ids))
+    if dropped:
+        logger.warning(
+            "%s: dropped %d duplicate (user, movie) ratings, keeping the latest by timestamp",
+            where,
+            dropped,
+        )
+        user_index, movie_index = user_index[keep], movie_index[keep]
+        rating, timestamp = rating[keep], timestamp[keep]
+    return Ratings(
+        name=name,
+        movie_ids=movie_ids,
+        movie_titles=movie_titles,
+        movie_genres=movie_genres,
+        user_ids=user_ids,
+        user_features=user_features,
+        user_index=user_index,
+        movie_index=movie_index,
+        rating=np.asarray(rating, dtype=np.float32),
+        timestamp=np.asarray(timestamp, dtype=np.int64),
+        num_duplicates_dropped=int(dropped),
+    )
+
+
+def latest_unique(
+    user_index: np.ndarray, movie_index: np.ndarray, timestamp: np.ndarray, num_movies: int
+) -> tuple[np.ndarray | None, int]:
+    """Finds the ratings to keep so each (user, movie) pair appears once.
+
+    Args:
+        user_index: (R,) int.
+        movie_index: (R,) int.
+        timestamp: (R,) int64.
+        num_movies: M, to form one int64 key per pair.
+
+    Returns:
+        ``(keep, dropped)``: sorted (K,) int64 rows to keep (None when nothing is dropped) and
+        R - K. Among repeats the latest timestamp wins; on equal timestamps the later row.
+    """
+    key = user_index.astype(np.int64) * max(num_movies, 1) + movie_index
+    # Cheap check first: one sort, no argsort, on the common duplicate-free data.
+    sorted_key = np.sort(key)
+    if not (sorted_key[1:] == sorted_key[:-1]).any():
+        return None, 0
+    rows = np.arange(len(key))
+    order = np.lexsort((rows, timestamp, key))
+    last_of_group = np.ones(len(key), dtype=bool)
+    last_of_group[:-1] = key[order][1:] != key[order][:-1]
+    keep = np.sort(order[last_of_group])
+    return keep, int(len(key) - len(keep))

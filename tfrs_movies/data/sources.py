@@ -2,7 +2,7 @@
 
 SOURCE is one string:
 
-* a path to a MovieLens folder or ``.zip`` (see :mod:`tfrs_movies.data.raw`);
+* a path to a MovieLens folder or ``.zip`` (see :mod:`tfrs_movies.data.movielens`);
 * ``tfds:movielens/<config>`` with config one of 100k-ratings, 1m-ratings, 20m-ratings,
   25m-ratings, latest-small-ratings;
 * ``synthetic`` or ``synthetic:users=…,movies=…,ratings=…,seed=…``.
@@ -15,7 +15,10 @@ from __future__ import annotations
 import logging
 import os
 
+from tfrs_movies.data.movielens import read_movielens
 from tfrs_movies.data.schema import Ratings
+from tfrs_movies.data.synthetic import parse_synthetic_spec, synthetic_ratings
+from tfrs_movies.data.tfds_source import load_tfds
 from tfrs_movies.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -56,14 +59,10 @@ def load_source(
     if not text:
         raise DataError("empty data source; expected a path, tfds:movielens/<config> or synthetic")
     if text.startswith("tfds:"):
-        from tfrs_movies.data.tfds_source import load_tfds
-
         return load_tfds(
             text[len("tfds:") :], data_dir=data_dir, manual_dir=manual_dir, progress=progress
         )
     if text == "synthetic" or text.startswith("synthetic:"):
-        from tfrs_movies.data.synthetic import parse_synthetic_spec, synthetic_ratings
-
         options = parse_synthetic_spec(text)
         return synthetic_ratings(
             num_users=options["users"],
@@ -71,8 +70,6 @@ def load_source(
             num_ratings=options["ratings"],
             seed=options["seed"],
         )
-    from tfrs_movies.data.raw import read_movielens
-
     path = os.path.expanduser(text)
     if not os.path.exists(path):
         raise DataError(

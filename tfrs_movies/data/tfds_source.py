@@ -18,9 +18,8 @@ import threading
 
 import numpy as np
 
-from tfrs_movies.data.raw import finish_ratings
-from tfrs_movies.data.schema import NUM_GENRES
-from tfrs_movies.errors import DataError
+from tfrs_movies.data.schema import NUM_GENRES, finish_ratings
+from tfrs_movies.errors import DataError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +88,6 @@ def _offline_advice(config: str, manual_dir: str | None) -> str:
     )
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text[:300]}"
-
-
 def _prepare(tfds, name: str, config: str, data_dir, manual_dir, progress: bool):
     """Builds (or reuses) one tfds dataset; download failures become a DataError."""
     builder = tfds.builder(f"movielens/{name}", data_dir=data_dir)
@@ -118,8 +112,9 @@ def _prepare(tfds, name: str, config: str, data_dir, manual_dir, progress: bool)
     except DataError:
         raise
     except Exception as error:  # tfds raises many kinds (requests, OSError, checksum, ...)
+        cause = f"{type(error).__name__}: {one_line(error)[:300]}"
         raise DataError(
-            f"cannot download or prepare tfds:movielens/{config} ({_one_line(error)}). "
+            f"cannot download or prepare tfds:movielens/{config} ({cause}). "
             + _offline_advice(config, manual_dir)
         ) from error
     return builder

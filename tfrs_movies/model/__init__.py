@@ -1,14 +1,19 @@
-"""Towers, the rating head and the joint multitask model."""
+"""The model: towers (ids and side features to vectors), the rating head, the retrieval task,
+and the joint multitask ``tfrs.Model`` whose loss is
+``retrieval_weight * L_retrieval + rating_weight * L_rating``. No I/O: the side-feature tables
+it looks up come from :mod:`tfrs_movies.data.features`.
+"""
 
-from tfrs_movies.model.features import FeatureTables, build_feature_tables
-from tfrs_movies.model.multitask import MovieLensModel, RatingHead
+from tfrs_movies.model.heads import RatingHead, StatelessDropout
+from tfrs_movies.model.multitask import MovieLensModel
+from tfrs_movies.model.tasks import CatalogueRetrieval
 from tfrs_movies.model.towers import MovieTower, UserTower
 
 __all__ = [
-    "FeatureTables",
+    "CatalogueRetrieval",
     "MovieLensModel",
     "MovieTower",
     "RatingHead",
+    "StatelessDropout",
     "UserTower",
-    "build_feature_tables",
 ]

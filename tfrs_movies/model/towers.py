@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_movies.config import ModelConfig
-from tfrs_movies.model.features import AGE_BUCKETS, FeatureTables
+from tfrs_movies.data.features import AGE_BUCKETS, FeatureTables
 
 
 def _table(values: np.ndarray, name: str) -> tf.Variable:

@@ -1,0 +1,52 @@
+"""Offline evaluation: metrics, reference baselines, the trained model, and the exported pipeline.
+
+``metrics`` defines every top-N and rating metric once (over :class:`UserItems` sets);
+``baselines`` fits the reference models (most popular, bias only, biased MF, EASE); ``model``
+evaluates a trained model on the test split as DESIGN's protocol says; ``pipeline`` scores an
+exported run's :class:`~tfrs_movies.recommend.Recommender` once the run is complete and records
+the result in its ``metrics.json``. Nothing here trains the multitask model.
+
+``evaluate_pipeline`` is imported from :mod:`tfrs_movies.evaluation.pipeline` and not re-exported
+here: it loads TensorFlow and ScaNN with the Recommender, while ``tfrs-movies evaluate`` and
+``compare`` import this package for :func:`format_metrics` and must start fast (3.2 s vs 0.13 s).
+"""
+
+from tfrs_movies.evaluation.baselines import (
+    EASE,
+    BiasedMF,
+    BiasOnly,
+    MostPopular,
+    evaluate_baselines,
+)
+from tfrs_movies.evaluation.metrics import (
+    ScoreFn,
+    rating_metrics,
+    topn_metrics,
+    topn_metrics_from_lists,
+)
+from tfrs_movies.evaluation.model import (
+    HEADLINE_METRICS,
+    evaluate_model,
+    format_metrics,
+    model_scores,
+    protocol,
+)
+from tfrs_movies.evaluation.user_items import UserItems
+
+__all__ = [
+    "EASE",
+    "HEADLINE_METRICS",
+    "BiasOnly",
+    "BiasedMF",
+    "MostPopular",
+    "ScoreFn",
+    "UserItems",
+    "evaluate_baselines",
+    "evaluate_model",
+    "format_metrics",
+    "model_scores",
+    "protocol",
+    "rating_metrics",
+    "topn_metrics",
+    "topn_metrics_from_lists",
+]

@@ -1,0 +1,78 @@
+"""Checks of the Python API's arguments: ids, counts, ratings and weights, with clear errors.
+
+Every public :class:`~tfrs_movies.recommend.Recommender` method validates through these, so a
+wrong type (``None``, ``True``, ``"4"``, ``nan``) fails with a :class:`ValueError` that names
+the argument instead of a ``TypeError`` from deep inside numpy, or a silently wrong answer.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+MIN_RATING, MAX_RATING = 0.5, 5.0
+"""The star scale a person's ratings must lie within (MovieLens uses 0.5-5)."""
+
+
+def identifier(value: object, what: str) -> str:
+    """A user or movie key as the string the run's vocabularies hold.
+
+    Args:
+        value: a str (id or title) or an integer id (bool is not an id).
+        what: "user id" or "movie" (for the message).
+
+    Raises:
+        ValueError: any other type, such as None or a float.
+    """
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+        return str(int(value))
+    raise ValueError(f"a {what} must be a string or an integer, got {value!r}")
+
+
+def count(value: object, name: str, minimum: int = 1) -> int:
+    """A count argument (k, num_candidates, min_ratings) as an int.
+
+    Raises:
+        ValueError: not an integer (floats, NaN and bools included) or below ``minimum``.
+    """
+    if (
+        not isinstance(value, numbers.Integral)
+        or isinstance(value, bool | np.bool_)
+        or value < minimum
+    ):
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return int(value)
+
+
+def weight(value: object, name: str) -> float:
+    """A finite real weight (e.g. rerank_weight) as a float.
+
+    Raises:
+        ValueError: not a real number (bools and strings included), or NaN/infinite.
+    """
+    if not isinstance(value, numbers.Real) or isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def rating(movie: object, value: object) -> float:
+    """A person's rating of ``movie`` as a float on the star scale.
+
+    Raises:
+        ValueError: not a real number (bools and numeric strings such as "4" included), or
+            outside :data:`MIN_RATING`-:data:`MAX_RATING` (NaN too); the message names the movie.
+    """
+    if not isinstance(value, numbers.Real) or isinstance(value, bool | np.bool_):
+        raise ValueError(f"rating of {movie!r} must be a number, got {value!r}")
+    if not MIN_RATING <= value <= MAX_RATING:
+        raise ValueError(
+            f"rating of {movie!r} must be within {MIN_RATING:g}-{MAX_RATING:g}, got {value!r}"
+        )
+    return float(value)

@@ -1,0 +1,220 @@
+"""One training run, from a config to a complete run directory.
+
+``train_and_evaluate`` is a straight pipeline: check the run directory, prepare the data, fit,
+evaluate on the test split, export, finalize. Everything is written into ``<run>.partial`` and
+renamed into place only when complete (see :mod:`tfrs_movies.rundir`). The exported pipeline
+(the Recommender over the saved artifacts) is scored afterwards by
+:func:`tfrs_movies.evaluation.pipeline.evaluate_pipeline`; training never imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+from tfrs_movies import export
+from tfrs_movies.config import Config, save_config
+from tfrs_movies.data.prepare import PreparedData, prepare_data
+from tfrs_movies.data.schema import Ratings
+from tfrs_movies.errors import ArtifactError, ConfigError, TfrsMoviesError
+from tfrs_movies.evaluation.model import evaluate_model
+from tfrs_movies.log import Log, print_line
+from tfrs_movies.model.multitask import MovieLensModel
+from tfrs_movies.rundir import RunPaths, check_workdir, finalize_run, is_run
+from tfrs_movies.train import distributed
+from tfrs_movies.train.fit import (
+    FitResult,
+    build_model,
+    fit_model,
+    make_optimizer,
+    seed_everything,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a training run produced.
+
+    Attributes:
+        run_dir: the complete run directory.
+        metrics: the contents of ``metrics.json``.
+        config: the resolved config.
+        prepared: the data the run was trained and evaluated on (None when ``resume`` found
+            the run already complete), to pass on to the pipeline evaluation.
+    """
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    config: Config
+    prepared: PreparedData | None = None
+
+
+def _check_resumable(partial: Path, workdir: Path, config: Config) -> None:
+    """Raises unless ``partial`` is an interrupted run of this very config."""
+    if not partial.exists():
+        raise ArtifactError(
+            f"nothing to resume: neither {workdir} nor {partial} exists; run without --resume "
+            "to start a new run"
+        )
+    saved = json.loads(RunPaths(partial).config.read_text())
+    if saved != json.loads(json.dumps(config.to_dict())):
+        raise ConfigError(
+            f"{partial} was started with a different config; resume with the same "
+            "config and overrides, or pass --overwrite to start over"
+        )
+
+
+def _fit_in(
+    work: Path,
+    created: bool,
+    strategy: tf.distribute.Strategy,
+    prepared: PreparedData,
+    config: Config,
+    resume_from: Path,
+    log: Log,
+) -> tuple[MovieLensModel, FitResult]:
+    """Builds, compiles and fits the model in the work directory ``work``.
+
+    If this fails before any epoch was checkpointed, a ``work`` directory this call created is
+    removed: it holds nothing to resume and would only block the next start (issue 16).
+
+    Returns:
+        (model, fit result).
+    """
+    chief = distributed.is_chief(strategy)
+    replicated = distributed.is_replicated(strategy)  # outside the scope (see is_replicated)
+    try:
+        save_config(config, RunPaths(work).config)
+        seed_everything(config.train.seed)
+        with strategy.scope():  # tf.distribute (issue 8): model, optimizer, metrics replicated
+            model = build_model(prepared, config)
+            model.compile(optimizer=make_optimizer(config))
+            if replicated:
+                # Metric results are already aggregated across replicas: take one, do not sum.
+                model.distribute_reduction_method = "first"
+        fit = fit_model(
+            model,
+            prepared,
+            config,
+            checkpoint_dir=RunPaths(work).checkpoints,
+            tensorboard_dir=RunPaths(work).tensorboard
+            if config.train.tensorboard and chief
+            else None,
+            log=log,
+            resume_from=resume_from,
+        )
+    except BaseException:
+        if created and tf.train.latest_checkpoint(str(RunPaths(work).checkpoints / "last")) is None:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    return model, fit
+
+
+def _training_metrics(fit: FitResult) -> dict[str, Any]:
+    return {
+        "epochs_run": fit.epochs_run,
+        "best_epoch": fit.best_epoch,
+        "best_validation_value": fit.best_validation_value,
+        "fit_seconds": round(fit.seconds, 2),
+        "examples_per_second": round(fit.examples_per_second, 1),
+        "history": fit.history,
+    }
+
+
+def train_and_evaluate(
+    config: Config,
+    workdir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    ratings: Ratings | None = None,
+    log: Log = print_line,
+) -> RunResult:
+    """Trains, evaluates and exports one run into ``workdir``.
+
+    Work happens in ``<workdir>.partial`` (checkpoints included, so ``resume=True`` can continue
+    an interrupted run); only a complete run is renamed to ``workdir``. A start that fails
+    before the first epoch is checkpointed (bad data, bad config) leaves no ``.partial`` behind.
+
+    Args:
+        config: the resolved config.
+        workdir: the run directory to create.
+        resume: continue ``<workdir>.partial`` from its last checkpoint.
+        overwrite: replace an existing ``workdir`` (or an interrupted ``.partial``).
+        ratings: use this dataset instead of loading ``config.data.source``.
+        log: receives one line per progress step.
+
+    Returns:
+        The run's directory, metrics, config and prepared data.
+
+    Raises:
+        ArtifactError: the run directory cannot be used (see
+            :func:`tfrs_movies.rundir.check_workdir`), or ``resume`` with nothing to resume.
+        ConfigError: ``resume`` with a config other than the interrupted run's.
+        DataError: the data cannot be read.
+    """
+    # tf.distribute (issue 8): the strategy comes first (MultiWorkerMirroredStrategy must be
+    # created before other TensorFlow ops); only the chief writes the run directory.
+    strategy = distributed.make_strategy(config.train.strategy)
+    chief = distributed.is_chief(strategy)
+    run_dir = Path(workdir)
+    partial = check_workdir(run_dir, resume=resume, overwrite=overwrite).partial
+    if resume and is_run(run_dir):
+        log(f"{run_dir} is already complete; nothing to resume")
+        return RunResult(run_dir, json.loads(RunPaths(run_dir).metrics.read_text()), config)
+    if resume:
+        _check_resumable(partial, run_dir, config)
+    elif partial.exists() and chief:  # check_workdir allowed it: overwrite
+        shutil.rmtree(partial)
+
+    started = time.perf_counter()
+    # Before anything is written: data that cannot be read or split leaves no trace.
+    prepared = prepare_data(config, ratings=ratings, log=log)
+    # tf.distribute (issue 8): every worker checks before the chief writes; a non-chief worker
+    # writes into a temporary directory instead of `partial` and resumes from the chief's.
+    distributed.all_workers_ok(strategy)
+    work = distributed.worker_dir(partial, strategy)
+    created = not work.exists()
+    work.mkdir(parents=True, exist_ok=True)
+    model, fit = _fit_in(
+        work, created, strategy, prepared, config, RunPaths(partial).checkpoints, log
+    )
+    # tf.distribute (issue 8): non-chief workers are done once the chief has exported; the
+    # chief evaluates and exports an unreplicated copy of the best weights (no collectives).
+    if not chief:
+        chief_ok = distributed.all_workers_ok(strategy)
+        distributed.remove_worker_dir(partial, strategy)
+        if not chief_ok:
+            raise TfrsMoviesError("the chief worker failed after training; see its log")
+        log(f"worker done; the chief writes {run_dir}")
+        return RunResult(run_dir, {}, config, prepared)
+    if distributed.is_replicated(strategy):
+        model = _unreplicated_best(prepared, config, partial)
+    metrics = evaluate_model(model, prepared, config, log=log)
+    metrics["training"] = _training_metrics(fit)
+    export.export_run(model, prepared, config, metrics, partial, log=log)
+    metrics["training"]["total_seconds"] = round(time.perf_counter() - started, 2)
+    finalize_run(partial, run_dir, metrics, overwrite=overwrite)
+    distributed.all_workers_ok(strategy)  # tf.distribute (issue 8): releases the other workers
+    log(f"run complete: {run_dir} ({metrics['training']['total_seconds']:.0f}s)")
+    return RunResult(run_dir, metrics, config, prepared)
+
+
+def _unreplicated_best(prepared: PreparedData, config: Config, partial: Path) -> MovieLensModel:
+    """A model outside any strategy holding the best checkpoint's weights (for export)."""
+    model = build_model(prepared, config)
+    restored = (
+        tf.train.Checkpoint(model=model)
+        .restore(tf.train.latest_checkpoint(str(RunPaths(partial).checkpoints / "best")))
+        .expect_partial()
+    )
+    sample = prepared.model_inputs(prepared.fit)
+    model.task_losses({key: value[:2] for key, value in sample.items()})  # creates weights
+    restored.assert_existing_objects_matched()
+    return model
