@@ -8,13 +8,14 @@ import argparse
 import json
 import sys
 
-from tfrs_movies.cli import _add_config_arguments, config_from_args, run_reporting_errors
+from tfrs_movies.cli import run_reporting_errors
+from tfrs_movies.cli.arguments import add_config_arguments, config_from_args
 from tfrs_movies.experiments import evaluate_new_users
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _add_config_arguments(parser)
+    add_config_arguments(parser)
     parser.add_argument("--workdir", required=True, help="run directory for the trained model")
     parser.add_argument("--held-out-fraction", type=float, default=0.1)
     parser.add_argument("--num-given", type=int, default=10)

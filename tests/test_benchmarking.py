@@ -12,10 +12,13 @@ import index_speed
 import numpy as np
 import pytest
 import scale
+import step_time
 import tensorflow as tf
+import throughput
 import tutorial
 
 from tfrs_movies.data import synthetic_ratings
+from tfrs_movies.data.synthetic import movielens_shape, parse_synthetic_spec
 
 
 def test_latency_summary_is_numpy_percentile_in_milliseconds():
@@ -74,11 +77,16 @@ def test_default_data_source_prefers_the_environment(monkeypatch):
 
 
 def test_movielens_shape_hits_the_real_releases():
-    assert scale.movielens_shape(100_000) == (943, 1682)
-    assert scale.movielens_shape(25_000_095) == (162_541, 62_423)
-    users, movies = scale.movielens_shape(3_000_000)
+    assert movielens_shape(100_000) == (943, 1682)
+    assert movielens_shape(25_000_095) == (162_541, 62_423)
+    users, movies = movielens_shape(3_000_000)
     assert 6_040 < users < 69_878 and 3_706 < movies < 10_677
-    assert scale.movielens_shape(50_000)[0] < 943  # extrapolated below ml-100k
+    assert movielens_shape(50_000)[0] < 943  # extrapolated below ml-100k
+    # A synthetic source that names only its size takes the MovieLens shape of that size.
+    spec = parse_synthetic_spec("synthetic:ratings=25000000")
+    assert (spec["users"], spec["movies"]) == (162_541, 62_422)
+    assert parse_synthetic_spec("synthetic:ratings=1000,users=50")["users"] == 50
+    assert parse_synthetic_spec("synthetic")["users"] == 943
 
 
 def test_extrapolate_scale_power_law():
@@ -121,3 +129,19 @@ def test_tutorial_model_builds_and_trains_one_step():
         # top-100 accuracy is 1 when computed).
         top_100 = history["factorized_top_k/top_100_categorical_accuracy"][0]
         assert top_100 == (1.0 if metrics else 0.0)
+
+
+def test_median_run_keeps_the_median_run_and_lists_every_value():
+    values = iter([3.0, 1.0, 2.0])
+    median = throughput.median_run(lambda: {"examples_per_s": next(values), "tag": "x"}, 3)
+    assert median["examples_per_s"] == 2.0 and median["tag"] == "x"
+    assert median["examples_per_s_runs"] == [1.0, 2.0, 3.0]
+
+
+def test_step_time_rows_report_vocabulary_and_relative_step_time():
+    rows = step_time.vocabulary_step_times(
+        [200, 800], steps=2, repeats=1, overrides=["train.batch_size=64"]
+    )
+    assert [row["batch"] for row in rows] == [64, 64]
+    assert rows[0]["users"] < rows[1]["users"] and rows[0]["movies"] < rows[1]["movies"]
+    assert rows[0]["step_x"] == 1.0 and rows[1]["step ms"] > 0

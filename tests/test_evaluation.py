@@ -22,7 +22,10 @@ from tfrs_movies.evaluation import (
     BiasOnly,
     MostPopular,
     UserItems,
+    baselines,
+    choose_ials,
     evaluate_baselines,
+    ials,
     rating_metrics,
     topn_metrics,
     topn_metrics_from_lists,
@@ -407,13 +410,144 @@ def test_unfitted_baseline_raises():
         BiasedMF().predict(np.array([0]), np.array([0]))
 
 
-def test_evaluate_baselines_keys_on_planted_data():
+def fit_validation(train: Ratings, seed: int = 0) -> tuple[Ratings, Ratings]:
+    """``train`` split 90/10 into (fit, validation), as prepare_data does."""
+    is_validation = np.random.default_rng(seed).random(train.num_ratings) < 0.1
+    return train.subset(~is_validation), train.subset(is_validation)
+
+
+def test_evaluate_baselines_keys_on_planted_data(monkeypatch):
+    grid = {"factors": (8,), "regularization": (1.0, 10.0), "alpha": (10.0,), "iterations": (5,)}
+    monkeypatch.setattr(ials, "IALS_GRID", grid)
     train, test = planted_ratings(2)
-    got = evaluate_baselines(train, test, ks=(5, 20))
-    assert set(got) == {"most_popular", "ease", "biased_mf", "bias_only", "global_mean"}
-    for name in ("most_popular", "ease", "biased_mf"):
+    fit, validation = fit_validation(train)
+    lines: list[str] = []
+    got = evaluate_baselines(
+        train, test, ks=(5, 20), log=lines.append, fit=fit, validation=validation
+    )
+    assert set(got) == {"most_popular", "ease", "ials", "biased_mf", "bias_only", "global_mean"}
+    for name in ("most_popular", "ease", "ials", "biased_mf"):
         assert {"recall@5", "recall@20", "ndcg@10", "coverage@10", "num_users"} <= set(got[name])
     assert got["biased_mf"]["rmse"] < got["global_mean"]["rmse"]
+    # The choice is recorded (which pairs are rated is random here, so iALS has nothing to
+    # learn beyond the checkerboard test's known answer).
+    assert got["ials"]["params"]["factors"] == 8
+    assert got["ials"]["validation"]["grid_points"] == 2
+    assert [line for line in lines if line.startswith("baseline ials: factors 8,")]
+
+
+def test_evaluate_baselines_skips_ease_and_mf_on_large_data_with_a_line(monkeypatch):
+    train, test = planted_ratings(2)
+    monkeypatch.setattr(baselines, "EASE_MAX_CATALOGUE", train.num_movies - 1)
+    monkeypatch.setattr(baselines, "BIASED_MF_MAX_RATINGS", train.num_ratings - 1)
+    lines: list[str] = []
+    got = evaluate_baselines(train, test, ks=(5, 20), log=lines.append)
+    assert set(got) == {"most_popular", "bias_only", "global_mean"}
+    assert [line.split(":")[0] for line in lines] == [
+        "baseline ease skipped",
+        "baseline ials skipped",  # no validation split given
+        "baseline biased_mf skipped",
+    ]
+
+
+def checkerboard() -> tuple[Ratings, np.ndarray]:
+    """Two blocks: users 0-9 rated movies 0-7, users 10-19 movies 8-15; movie 16 is unrated.
+
+    Each user misses one movie of its own block (``held_out[user]``, a different one per user).
+    """
+    users, movies, held_out = [], [], []
+    for user in range(20):
+        first = 0 if user < 10 else 8
+        held_out.append(first + user % 8)
+        for movie in range(first, first + 8):
+            if movie != held_out[-1]:
+                users.append(user)
+                movies.append(movie)
+    return make_ratings(users, movies, num_users=20, num_movies=17), np.array(held_out)
+
+
+def test_ials_ranks_the_held_out_movie_of_the_own_block_first():
+    train, held_out = checkerboard()
+    model = ials.IALS(factors=2, regularization=1.0, alpha=10.0, seed=0).fit(train)
+    scores = model(np.arange(20))
+    assert scores.shape == (20, 17) and scores.dtype == np.float32
+    assert np.all(np.isneginf(scores[:, 16]))  # never rated in training
+    for user in range(20):
+        other_block = np.arange(8, 16) if user < 10 else np.arange(0, 8)
+        assert scores[user, held_out[user]] > scores[user, other_block].max() + 0.5
+    test = make_ratings(np.arange(20), held_out, num_users=20, num_movies=17)
+    assert topn_metrics(model, train, test, ks=(1,), ndcg_k=1)["recall@1"] == 1.0
+
+
+def test_ials_is_deterministic_for_a_seed_and_thread_count_free():
+    train, _ = planted_ratings(1)
+    first = ials.IALS(factors=8, iterations=5, seed=3).fit(train)
+    again = ials.IALS(factors=8, iterations=5, seed=3).fit(train)
+    threaded = ials.IALS(factors=8, iterations=5, seed=3, num_threads=2).fit(train)
+    other = ials.IALS(factors=8, iterations=5, seed=4).fit(train)
+    for model in (again, threaded):
+        np.testing.assert_array_equal(model.user_factors, first.user_factors)
+        np.testing.assert_array_equal(model.movie_factors, first.movie_factors)
+    assert not np.array_equal(other.user_factors, first.user_factors)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ials.IALS().scores(np.array([0]))
+
+
+class FavouriteMovie:
+    """A stand-in for IALS that puts one movie (its only hyperparameter) first for everyone."""
+
+    def __init__(self, favourite: int, seed: int) -> None:
+        self.favourite = favourite
+
+    def fit(self, train: Ratings) -> FavouriteMovie:
+        self.num_movies = train.num_movies
+        return self
+
+    def params(self) -> dict[str, float]:
+        return {"favourite": self.favourite}
+
+    def __call__(self, user_rows: np.ndarray) -> np.ndarray:
+        scores = np.zeros((len(user_rows), self.num_movies), np.float32)
+        scores[:, self.favourite] = 1.0
+        return scores
+
+
+def test_ials_hyperparameters_are_chosen_on_validation_not_test(monkeypatch):
+    # Every user rated movie 0 in fit, movie 4 in validation and movie 5 in test; movies 1-3
+    # are rated by nobody. Favourite 4 is best on validation, favourite 5 on test, so the
+    # choice shows which split it was made on.
+    monkeypatch.setattr(ials, "IALS", FavouriteMovie)
+    monkeypatch.setattr(ials, "IALS_GRID", {"favourite": (5, 4, 3)})
+    users = np.arange(6)
+    fit = make_ratings(users, np.zeros(6), num_users=6, num_movies=6)
+    validation = make_ratings(users, np.full(6, 4), num_users=6, num_movies=6)
+    train = make_ratings(np.tile(users, 2), np.repeat([0, 4], 6), num_users=6, num_movies=6)
+    test = make_ratings(users, np.full(6, 5), num_users=6, num_movies=6)
+    choice = choose_ials(fit, validation)
+    assert choice.params == {"favourite": 4}
+    # Unfavoured movies tie and rank by row: movie 4 comes 5th after favourite 5, 4th after 3.
+    expected = [1 / math.log2(6), 1.0, 1 / math.log2(5)]
+    assert [row["ndcg@10"] for row in choice.rows] == pytest.approx(expected)
+    got = evaluate_baselines(train, test, ks=(1,), fit=fit, validation=validation)
+    assert got["ials"]["params"] == {"favourite": 4}
+    assert got["ials"]["validation"] == {"metric": "ndcg@10", "value": 1.0, "grid_points": 3}
+    assert got["ials"]["recall@1"] == 0.0  # the test-best favourite 5 would score 1.0
+
+
+def test_ials_without_search_on_large_data_fits_the_defaults(monkeypatch):
+    monkeypatch.setattr(ials, "IALS_SEARCH_MAX_RATINGS", 100)
+    train, test = planted_ratings(3)
+    fit, validation = fit_validation(train)
+    lines: list[str] = []
+    model, record = ials.fit_ials_baseline(fit, validation, train, log=lines.append)
+    assert record == {"params": ials.IALS().params(), "validation": None}
+    assert model.user_factors.shape == (train.num_users, ials.IALS().factors)
+    assert lines == [
+        "baseline ials: factors 128, regularization 50, alpha 10, iterations 15 (defaults, no "
+        f"search: {fit.num_ratings:,} fit ratings > 100)"
+    ]
+    with pytest.raises(ValueError, match="validation ratings"):
+        choose_ials(fit, validation.subset(np.zeros(validation.num_ratings, bool)))
 
 
 # ----------------------------------------------------------------------------- real ml-100k

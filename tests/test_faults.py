@@ -187,6 +187,62 @@ def test_a_file_the_manifest_does_not_list_is_refused(run_copy):
         rundir.verify_run(run_copy)
 
 
+class _Crash(Exception):
+    """The simulated crash of update_metrics (raised where the process would have died)."""
+
+
+@pytest.mark.parametrize(
+    "crash_at", ["writing pending metrics", "writing the manifest", "renaming pending metrics"]
+)
+def test_a_crash_inside_update_metrics_leaves_a_verified_run(run_copy, monkeypatch, crash_at):
+    """metrics.json and then manifest.json were rewritten, each atomically: a crash between the
+    two left a metrics.json that failed its checksum, so the run no longer loaded."""
+    before = json.loads((run_copy / "metrics.json").read_text())
+    after = {**before, "pipeline": {"recall@10": 0.5}}
+    real_write_json, real_replace = rundir.manifest.write_json, os.replace
+
+    def write_json(path, value):
+        if (crash_at, Path(path).name) in (
+            ("writing pending metrics", "metrics.json.pending"),
+            ("writing the manifest", "manifest.json"),
+        ):
+            raise _Crash
+        real_write_json(path, value)
+
+    def replace(source, target):
+        if crash_at == "renaming pending metrics" and Path(source).name == "metrics.json.pending":
+            raise _Crash
+        real_replace(source, target)
+
+    monkeypatch.setattr(rundir.manifest, "write_json", write_json)
+    monkeypatch.setattr(rundir.manifest.os, "replace", replace)
+    with pytest.raises(_Crash):
+        rundir.update_metrics(run_copy, {"pipeline": {"recall@10": 0.5}})
+    monkeypatch.undo()
+
+    rundir.verify_run(run_copy)  # completes an update that crashed after its commit point
+    expected = after if crash_at == "renaming pending metrics" else before
+    assert json.loads((run_copy / "metrics.json").read_text()) == expected
+    assert rundir.update_metrics(run_copy, {"pipeline": {"recall@10": 0.5}}) == after
+    rundir.verify_run(run_copy)
+    assert not (run_copy / "metrics.json.pending").exists()
+
+
+def test_an_update_committed_in_a_read_only_run_says_what_is_missing(run_copy, monkeypatch):
+    real_replace = os.replace
+
+    def replace(source, target):
+        if Path(source).name == "metrics.json.pending":
+            raise PermissionError(13, "Permission denied")
+        real_replace(source, target)
+
+    monkeypatch.setattr(rundir.manifest.os, "replace", replace)
+    with pytest.raises(PermissionError):
+        rundir.update_metrics(run_copy, {"pipeline": {}})
+    with pytest.raises(ArtifactError, match=r"interrupted after it was committed.*Permission"):
+        rundir.verify_run(run_copy)
+
+
 def _quiet(message: str) -> None:
     pass
 

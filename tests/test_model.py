@@ -12,6 +12,7 @@ tf = pytest.importorskip("tensorflow")
 
 from tfrs_movies.data.features import FeatureTables, release_year, title_words  # noqa: E402
 from tfrs_movies.model import MovieLensModel  # noqa: E402
+from tfrs_movies.model.penalties import inverse_presence  # noqa: E402
 
 NUM_USERS, NUM_MOVIES = 4, 6
 
@@ -140,3 +141,41 @@ def test_title_parsing(title, year, words):
     assert release_year(title) == year
     if words is not None:
         assert title_words(title) == words
+
+
+def test_l2_penalty_covers_only_the_distinct_rows_of_the_batch():
+    config = ModelConfig(embedding_dim=3, rating_hidden_units=(4,), embedding_l2=0.5)
+    tf.keras.utils.set_random_seed(1)
+    model = MovieLensModel(
+        NUM_USERS, NUM_MOVIES, _tables(), 3.5, np.ones(NUM_MOVIES + 1), config, seed=0
+    )
+    batch = {
+        "user": tf.constant([1, 1, 3]),
+        "movie": tf.constant([2, 5, 2]),
+        "rating": tf.constant([4.0, 3.0, 5.0]),
+    }
+    model.task_losses(batch)  # builds the weights
+    # The biases start at zero: give them values so that their penalty counts too.
+    model.rating_head.user_bias.embeddings.assign(tf.fill([NUM_USERS + 1, 1], 2.0))
+    model.rating_head.movie_bias.embeddings.assign(tf.fill([NUM_MOVIES + 1, 1], 3.0))
+    users = model.user_tower.user_embedding.embeddings.numpy()
+    movies = model.movie_tower.movie_embedding.embeddings.numpy()
+    expected = 0.5 * (
+        np.square(users[[1, 3]]).sum() + np.square(movies[[2, 5]]).sum() + 2 * 4.0 + 2 * 9.0
+    )
+    with tf.GradientTape() as tape:
+        penalty = model.penalty(batch)
+    np.testing.assert_allclose(penalty.numpy(), expected, rtol=1e-6)
+    gradient = tape.gradient(penalty, model.user_tower.user_embedding.embeddings)
+    assert isinstance(gradient, tf.IndexedSlices)  # row-sparse: no dense table gradient
+    assert sorted(gradient.indices.numpy()) == [1, 3]
+    assert not model.losses  # no whole-table regularizer left
+
+
+def test_inverse_presence_makes_the_batch_penalty_an_unbiased_whole_table_l2():
+    counts = np.array([0, 1, 3, 6])
+    weights = inverse_presence(counts, batch_size=2)
+    # P(row in a batch of 2 drawn from 10 examples) = 1 - (1 - count / 10) ** 2; a row with no
+    # example is never in a batch (weight 1, unused).
+    presence = 1 - (1 - counts[1:] / 10) ** 2
+    np.testing.assert_allclose(weights, [1.0, *(1 / presence)], rtol=1e-6)

@@ -200,8 +200,35 @@ def test_one_id_mapping_for_numpy_and_the_savedmodels():
         Vocabulary(np.array(["b", "a"]))
 
 
+class _OlderExport:
+    """A ranking SavedModel as exported before ``rating_head_weights`` existed."""
+
+    def __init__(self, saved_model):
+        self._saved_model = saved_model
+
+    def __getattr__(self, name: str):
+        if name == "rating_head_weights":
+            raise AttributeError(name)
+        return getattr(self._saved_model, name)
+
+
 def test_runs_without_named_head_weights_rescore_with_the_savedmodel(recommender: Recommender):
-    """Runs exported before ``rating_head_weights`` existed still load and still re-score."""
+    """Runs exported before ``rating_head_weights`` existed are not read by internal object
+    names: they re-score through the SavedModel, with the same predicted ratings."""
+    older = _OlderExport(recommender.ranking_model)
+    rescorer = rescoring.Rescorer(older, recommender.user_ids, recommender.movie_ids)
+    assert not rescorer.use_numpy(recommender.movie_vectors, recommender.rescorer.user_vectors)
+    assert rescorer.numpy_head is None
+    rows = np.arange(min(3, len(recommender.user_ids)))
+    candidates = np.tile(np.arange(min(20, len(recommender.movie_ids))), (len(rows), 1))
+    np.testing.assert_allclose(
+        rescorer.known(rows, candidates), recommender.rescorer.known(rows, candidates), atol=1e-5
+    )
+
+
+def test_a_ranking_model_without_a_readable_head_rescores_with_the_savedmodel(
+    recommender: Recommender,
+):
     without = rescoring.Rescorer(object(), recommender.user_ids, recommender.movie_ids)
     assert not without.use_numpy(recommender.movie_vectors, recommender.rescorer.user_vectors)
     assert without.numpy_head is None

@@ -108,7 +108,7 @@ def test_update_metrics_keeps_the_run_verified(tiny_run: Path, tmp_path: Path):
     assert json.loads((copy / "metrics.json").read_text()) == metrics
     manifest = rundir.verify_run(copy)
     assert manifest["files"]["metrics.json"] == layout.sha256(copy / "metrics.json")
-    assert not [p.name for p in copy.iterdir() if ".tmp-" in p.name]
+    assert not [p.name for p in copy.iterdir() if ".tmp-" in p.name or "pending" in p.name]
 
 
 def fake_partial(folder: Path, marker: str) -> Path:

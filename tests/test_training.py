@@ -6,16 +6,19 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import TINY_OVERRIDES
 from tfrs_movies.config import load_config
 from tfrs_movies.errors import TfrsMoviesError
 
-pytest.importorskip("tensorflow")
+tf = pytest.importorskip("tensorflow")
 
 from tfrs_movies.evaluation.model import HEADLINE_METRICS as HEADLINE  # noqa: E402
 from tfrs_movies.train import train_and_evaluate  # noqa: E402
+from tfrs_movies.train.callbacks import StepProgress  # noqa: E402
+from tfrs_movies.train.optimizers import LazyAdam  # noqa: E402
 
 
 def _quiet(message: str) -> None:
@@ -108,3 +111,47 @@ def test_ml100k_ci_sized_run_beats_tutorial_and_most_popular_floors(ml100k_dir, 
     assert model["rmse"] <= 0.96
     assert model["factorized_top_100"] >= 0.30
     assert result.metrics["index"]["recall_at_10_vs_exact"] >= 0.95
+
+
+def _two_steps(optimizer, table: np.ndarray, gradients) -> tuple[np.ndarray, np.ndarray]:
+    variable = tf.Variable(table)
+    for gradient in gradients:
+        optimizer.apply_gradients([(gradient, variable)])
+    return variable.numpy(), optimizer._momentums[0].numpy()  # the table and its first moment
+
+
+def test_lazy_adam_is_adam_on_touched_rows_and_leaves_other_rows_alone():
+    table = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    values = tf.constant(np.linspace(-1, 1, 9, dtype=np.float32).reshape(3, 3))
+    # Row 1 twice: repeated rows are summed, as in a dense gradient.
+    sparse = tf.IndexedSlices(values, tf.constant([1, 3, 1]), tf.constant([4, 3]))
+    dense = tf.convert_to_tensor(sparse)
+    lazy_table, lazy_m = _two_steps(LazyAdam(0.1), table, [sparse, sparse])
+    adam_table, adam_m = _two_steps(tf.keras.optimizers.Adam(0.1), table, [dense, dense])
+    # Touched rows: Adam's step exactly; untouched rows: value and moments unchanged.
+    np.testing.assert_allclose(lazy_table[[1, 3]], adam_table[[1, 3]], rtol=1e-6)
+    np.testing.assert_allclose(lazy_m[[1, 3]], adam_m[[1, 3]], rtol=1e-6)
+    np.testing.assert_array_equal(lazy_table[[0, 2]], table[[0, 2]])
+    np.testing.assert_array_equal(lazy_m[[0, 2]], 0.0)
+    # A row touched once, then left: Adam keeps moving it on its momentum, LazyAdam does not.
+    other = tf.IndexedSlices(values[:1], tf.constant([0]), tf.constant([4, 3]))
+    lazy_table, _ = _two_steps(LazyAdam(0.1), table, [sparse, other])
+    adam_table, _ = _two_steps(
+        tf.keras.optimizers.Adam(0.1), table, [dense, tf.convert_to_tensor(other)]
+    )
+    after_first, _ = _two_steps(LazyAdam(0.1), table, [sparse])
+    np.testing.assert_array_equal(lazy_table[[1, 3]], after_first[[1, 3]])
+    assert not np.allclose(adam_table[[1, 3]], after_first[[1, 3]])
+
+
+def test_step_progress_logs_step_rate_and_eta_and_stays_quiet_in_short_epochs():
+    lines: list[str] = []
+    progress = StepProgress(steps_per_epoch=4, batch_size=100, epochs=2, log=lines.append)
+    progress.on_epoch_begin(0)
+    progress.on_train_batch_end(0)
+    assert lines == []  # within the first 30 s: nothing
+    progress.interval = 0.0
+    progress.on_train_batch_end(1)
+    assert len(lines) == 1
+    assert lines[0].startswith("epoch 1/2 step 2/4 (50%)")
+    assert "examples/s" in lines[0] and "ETA" in lines[0]

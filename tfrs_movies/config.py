@@ -60,7 +60,9 @@ class ModelConfig:
     use_demographics: bool = False  # user tower: age, gender, occupation where the data has them
     rating_hidden_units: tuple[int, ...] = (128, 64)  # rating head MLP over both towers' outputs
     rating_dropout: float = 0.3  # on the head's input; keeps RMSE from drifting up late in training
-    embedding_l2: float = 1e-3  # L2 on embedding tables (the seeds' regularization)
+    # L2 on the embedding rows each batch looks up, each user's/movie's term weighted by
+    # 1 / P(it is in a batch): an unbiased estimate of whole-table L2 at O(batch) cost per step.
+    embedding_l2: float = 1e-3
     temperature: float = 0.1  # retrieval softmax temperature
     # "catalogue": exact softmax over every movie (small catalogues); "in_batch": sampled
     # softmax with logQ correction and accidental-hit removal; "auto" picks by catalogue size.
@@ -79,7 +81,7 @@ class TrainConfig:
     epochs: int = 12  # upper bound; early stopping usually ends sooner
     batch_size: int = 1024  # global batch size (split across replicas under a strategy)
     learning_rate: float = 0.005
-    optimizer: str = "adam"
+    optimizer: str = "adam"  # "adam": lazy on embedding rows (only the batch's rows move)
     seed: int = 0  # model seed: initialization, shuffling, dropout
     early_stopping_patience: int = 3  # epochs without validation improvement; 0 disables
     # What "improvement" means: "recall" = validation Recall@10 (the product metric; the softmax
@@ -339,6 +341,50 @@ def validate(config: Config) -> None:
         _check(value is None or value >= 1, f"index.{name} must be >= 1 or unset, got {value}")
     _check(all(k >= 1 for k in e.factorized_ks + e.recall_ks), "eval ks must be >= 1")
     _check(e.ndcg_k >= 1, f"eval.ndcg_k must be >= 1, got {e.ndcg_k}")
+
+
+def config_keys() -> dict[str, Any]:
+    """Every config key as ``{"section.key": annotation}`` (what overrides and searches name)."""
+    return {
+        f"{section}.{name}": annotation
+        for section, cls in _SECTION_TYPES.items()
+        for name, annotation in typing.get_type_hints(cls).items()
+    }
+
+
+def parse_value(name: str, text: str) -> Any:
+    """Converts one command-line string to the type of config key ``name`` ("section.key").
+
+    Raises:
+        ConfigError: unknown key, or ``text`` does not represent the key's type.
+    """
+    annotations = config_keys()
+    if name not in annotations:
+        raise ConfigError(f"unknown config key {name}")
+    return _coerce(text, annotations[name], name)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    return repr(value)
+
+
+def config_to_toml(config: Config) -> str:
+    """The config as TOML that :func:`load_config` reads back to an equal config.
+
+    Keys whose value is None (``auto``) are left out: TOML has no null, and None is their default.
+    """
+    lines: list[str] = []
+    for section, values in config.to_dict().items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None)
+        lines.append("")
+    return "\n".join(lines)
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -169,6 +169,33 @@ def _save(module, path: Path) -> None:
         tf_logger.setLevel(level)
 
 
+def save_index(
+    layer: tf.keras.layers.Layer,
+    user_tower: tf.keras.layers.Layer,
+    users: Vocabulary,
+    movies: Vocabulary,
+    dim: int,
+    path: Path,
+) -> None:
+    """Saves a top-K index layer as a ``retrieval_index/``-style SavedModel at ``path``.
+
+    The SavedModel has the signatures the README lists (``__call__``, ``rows``, ``search``,
+    ``search_rows``, ``query_vectors``, ``serving_default``).
+
+    Args:
+        layer: a built ``tfrs.layers.factorized_top_k`` layer (ScaNN or BruteForce) over the
+            movies' (M, dim) vectors, identified by movie id strings.
+        user_tower: maps (B,) user vocabulary indices to (B, dim) query vectors.
+        users: the user vocabulary (``user_tower``'s input indices).
+        movies: the movie vocabulary (for the ``rows`` signatures).
+        dim: the vector size, ``dim`` above (the query signatures take (B, dim) vectors).
+        path: the SavedModel folder to write.
+    """
+    module = _index_module(users, movies, user_tower, layer, dim)
+    module(tf.constant(users.ids[:1]))  # fixes shapes before saving, as ScaNN requires
+    _save(module, path)
+
+
 def exact_top_k(queries: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
     """(num_queries, k) candidate rows of the k highest dot products, best first (numpy)."""
     k = min(k, candidates.shape[0])
@@ -308,15 +335,10 @@ def export_run(
     layer, index_description = tune_scann(
         catalogue, queries, k, config.index, identifiers=movie_ids, log=log
     )
-    scann_module = _index_module(users, movies, model.user_tower, layer, dim)
-    scann_module(tf.constant(user_ids[:1]))  # fixes shapes before saving, as ScaNN requires
-    _save(scann_module, paths.retrieval_index)
-
+    save_index(layer, model.user_tower, users, movies, dim, paths.retrieval_index)
     brute_force = tfrs.layers.factorized_top_k.BruteForce(k=k)
     brute_force.index(tf.constant(catalogue), identifiers=tf.constant(movie_ids))
-    exact_module = _index_module(users, movies, model.user_tower, brute_force, dim)
-    exact_module(tf.constant(user_ids[:1]))
-    _save(exact_module, paths.exact_index)
+    save_index(brute_force, model.user_tower, users, movies, dim, paths.exact_index)
 
     ranking = _ranking_module(users, movies, model, dim)
     ranking(tf.constant(user_ids[:1]), tf.constant(movie_ids[:1]))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -66,12 +67,16 @@ def set_native_logs(verbose: bool) -> None:
     for finder in [f for f in sys.meta_path if isinstance(f, _AfterTensorFlowImport)]:
         sys.meta_path.remove(finder)
     if "tensorflow" in sys.modules:
+        logging.getLogger("tensorflow").setLevel(logging.INFO if verbose else logging.ERROR)
         if not verbose:
             _quiet_abseil()
         return
     if _TF_LEVEL_ENV not in os.environ or _tf_level_is_ours:
         os.environ[_TF_LEVEL_ENV] = "1" if verbose else "3"
         _tf_level_is_ours = True
+    # TensorFlow's Python-side warnings (e.g. ScaNN's index rebuilds "triggered tf.function
+    # retracing" while export tunes it) go through the "tensorflow" logger.
+    logging.getLogger("tensorflow").setLevel(logging.INFO if verbose else logging.ERROR)
     if not verbose:
         sys.meta_path.insert(0, _AfterTensorFlowImport())
 

@@ -8,16 +8,24 @@ measured rows predict that they fit in ``--budget-minutes``. With ``--max-epoch-
 epoch longer than that is timed on a sample of steps and projected (marked in the table).
 The last line is ``epoch_seconds_<size> <number>`` for the largest size (measured, projected
 or extrapolated, as marked).
+
+    python scripts/benchmarks/benchmark_scale.py --vocab-users 10000,160000
+
+times training steps at a fixed batch size for each user-vocabulary size (movies and ratings
+in proportion), all in one process, and checks that the largest is within 1.3x of the smallest;
+its last line is ``step_ratio <number>``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from common import Target, format_table, parse_sizes
 from scale import extrapolate_scale, growth_factors, run_scale_subprocess, scale_one_size
+from step_time import vocabulary_step_times
 
 from tfrs_movies.log import print_line
 
@@ -47,8 +55,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "overrides", nargs="*", help="extra section.key=value overrides (what-if runs)"
     )
+    parser.add_argument(
+        "--vocab-users",
+        type=parse_sizes,
+        default=None,
+        help="instead: step time at a fixed batch size for these user-vocabulary sizes",
+    )
+    parser.add_argument("--steps", type=int, default=200, help="steps per timing (--vocab-users)")
     parser.add_argument("--one-size", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.vocab_users is not None:
+        _vocabulary_main(args)
+        return
     if args.one_size is not None:  # the child process
         row = scale_one_size(
             args.one_size,
@@ -100,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         "prepare s",
         "prep s",
         "epoch s",
+        "epoch CPU s",
         "epoch",
         "ex/s",
         "prep RSS GiB",
@@ -115,11 +134,22 @@ def main(argv: list[str] | None = None) -> None:
     if "projected" in str(last.get("epoch", "")):
         tag += "(epoch PROJECTED from a step sample) "
     if last["ratings"] >= 25_000_000:
-        for key, limit in (("prep s", 120.0), ("epoch s", 600.0), ("peak RSS GiB", 8.0)):
+        for key, limit in (("prep s", 60.0), ("epoch s", 300.0), ("peak RSS GiB", 8.0)):
             if last.get(key) is not None:
                 print(tag + Target(f"{key} at {last['ratings']:,}", last[key], limit, False).line())
     if last.get("epoch s") is not None:
         print(f"epoch_seconds_{last['ratings']} {last['epoch s']:.1f}")
+
+
+def _vocabulary_main(args: argparse.Namespace) -> None:
+    load = os.getloadavg()[0]
+    rows = vocabulary_step_times(args.vocab_users, steps=args.steps, overrides=args.overrides)
+    print(format_table(rows))
+    ratio = rows[-1]["step ms"] / rows[0]["step ms"]
+    print(f"load average (1 min) before / after: {load:.2f} / {os.getloadavg()[0]:.2f}")
+    name = f"step time {rows[-1]['users']:,} / {rows[0]['users']:,} users"
+    print(Target(name, ratio, 1.3, False).line())
+    print(f"step_ratio {ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
     python scripts/benchmarks/benchmark_training.py --preset tutorial
     python scripts/benchmarks/benchmark_training.py --preset default
 
-The last line is ``examples_per_s <number>`` (our model, op determinism on as in real runs).
+Each measurement runs ``--repeats`` times (default 3) in the same process; the table shows the
+median run and every run's examples/s. The last line is ``examples_per_s <number>`` (our model,
+op determinism on as in real runs; the median).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--deterministic-only", action="store_true", help="measure ours only with op determinism on"
     )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per measurement; the median is reported"
+    )
     parser.add_argument("overrides", nargs="*", help="extra section.key=value overrides")
     args = parser.parse_args(argv)
     result = run_training_benchmark(
@@ -39,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         args.overrides,
         compare_tutorial=False if args.no_tutorial else None,
         nondeterministic_too=not args.deterministic_only,
+        repeats=args.repeats,
     )
     print()
     print(format_table(result["rows"]))

@@ -93,19 +93,14 @@ def _saved_index(layer: tf.keras.layers.Layer, dim: int, n: int, path: Path):
     is timed.
 
     Returns:
-        (the loaded SavedModel, seconds the save took).
+        (the loaded SavedModel, seconds :func:`~tfrs_movies.export.save_index` took, its
+        warm-up call that fixes ScaNN's shapes included).
     """
     user_tower = tf.keras.layers.Embedding(2, dim, embeddings_initializer="zeros")
-    module = export._index_module(
-        Vocabulary.from_ids(np.array(["u0"])),
-        Vocabulary.from_ids(np.arange(n).astype(str)),
-        user_tower,
-        layer,
-        dim,
-    )
-    module(tf.constant(["u0"]))  # fixes shapes before saving, as ScaNN requires
+    users = Vocabulary.from_ids(np.array(["u0"]))
+    movies = Vocabulary.from_ids(np.arange(n).astype(str))
     started = time.perf_counter()
-    export._save(module, path)
+    export.save_index(layer, user_tower, users, movies, dim, path)
     save_seconds = time.perf_counter() - started
     return tf.saved_model.load(str(path)), save_seconds
 

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from common import peak_rss_bytes, timed
 
 from tfrs_movies.config import Config, load_config
 from tfrs_movies.data import load_source
 from tfrs_movies.data.prepare import PreparedData, prepare_data
+from tfrs_movies.data.synthetic import movielens_shape
 from tfrs_movies.log import Log, print_line
 from tfrs_movies.model.multitask import MovieLensModel
 from tfrs_movies.train.fit import (
@@ -32,14 +32,6 @@ from tfrs_movies.train.fit import (
     seed_everything,
 )
 
-# (ratings, users, movies) of real MovieLens releases; synthetic sizes interpolate log-log.
-MOVIELENS_SHAPES = (
-    (100_000, 943, 1_682),
-    (1_000_209, 6_040, 3_706),
-    (10_000_054, 69_878, 10_677),
-    (20_000_263, 138_493, 26_744),
-    (25_000_095, 162_541, 62_423),
-)
 SCALE_OVERRIDES = (
     "model.retrieval_negatives=auto",
     "data.validation_fraction=0",
@@ -47,25 +39,6 @@ SCALE_OVERRIDES = (
     "train.epochs=1",
     "train.tensorboard=false",
 )
-
-
-def movielens_shape(num_ratings: int) -> tuple[int, int]:
-    """(users, movies) of a MovieLens-like dataset of ``num_ratings`` ratings.
-
-    Interpolated log-log between the real releases (:data:`MOVIELENS_SHAPES`); outside them,
-    extrapolated with the end segments' slopes.
-    """
-    sizes = np.log([s[0] for s in MOVIELENS_SHAPES])
-    x = math.log(num_ratings)
-    users = math.exp(float(np.interp(x, sizes, np.log([s[1] for s in MOVIELENS_SHAPES]))))
-    movies = math.exp(float(np.interp(x, sizes, np.log([s[2] for s in MOVIELENS_SHAPES]))))
-    if x > sizes[-1] or x < sizes[0]:
-        i = -2 if x > sizes[-1] else 0
-        for j, name in ((1, "users"), (2, "movies")):
-            y0, y1 = math.log(MOVIELENS_SHAPES[i][j]), math.log(MOVIELENS_SHAPES[i + 1][j])
-            value = math.exp(y0 + (y1 - y0) / (sizes[i + 1] - sizes[i]) * (x - sizes[i]))
-            users, movies = (value, movies) if name == "users" else (users, value)
-    return max(10, round(users)), max(10, round(movies))
 
 
 def _timed_partial_epoch(
@@ -156,6 +129,8 @@ def scale_one_size(
             with timed(times, "epoch"):
                 fit = fit_model(model, prepared, config, log=log)
             row["epoch s"] = times["epoch"]
+            # On a shared machine the process's CPU seconds (2 threads) are the steadier cost.
+            row["epoch CPU s"] = times["epoch_cpu"]
             row["ex/s"] = fit.examples_per_second
             row["epoch"] = "measured"
     row["peak RSS GiB"] = peak_rss_bytes() / 2**30

@@ -2,12 +2,13 @@
 
 ``run_training_benchmark`` loads the data once, trains the tutorial re-implementation
 (:mod:`tutorial`) with and without its training-time metrics, then ours as ``train_and_evaluate``
-fits it (without and with op determinism), all in one process.
+fits it (without and with op determinism), all in one process; each measurement is repeated
+and the run with the median examples per second is reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import tfrs_movies  # noqa: F401  (sets TF_USE_LEGACY_KERAS=1; must load before TensorFlow)
@@ -135,9 +136,19 @@ def load_benchmark_config(
     return load_config(None, items)
 
 
+def median_run(measure: Callable[[], dict[str, Any]], repeats: int) -> dict[str, Any]:
+    """Runs ``measure`` ``repeats`` times; returns the run with the median ``examples_per_s``,
+    with every run's value under ``examples_per_s_runs``."""
+    runs = sorted((measure() for _ in range(repeats)), key=lambda r: r["examples_per_s"])
+    median = dict(runs[(len(runs) - 1) // 2])
+    median["examples_per_s_runs"] = [r["examples_per_s"] for r in runs]
+    return median
+
+
 def _row(name: str, result: dict[str, Any], load_seconds: float) -> dict[str, Any]:
     return {
         "model": name,
+        "runs": " ".join(f"{v:,.0f}" for v in result["examples_per_s_runs"]),
         "ex/s (all epochs)": result["examples_per_s"],
         "ex/s (epochs 2+)": result["steady_examples_per_s"],
         "fit s": result["fit_seconds"],
@@ -155,6 +166,7 @@ def run_training_benchmark(
     overrides: Sequence[str] = (),
     compare_tutorial: bool | None = None,
     nondeterministic_too: bool = True,
+    repeats: int = 3,
     log: Log = print_line,
 ) -> dict[str, Any]:
     """Measures our model under a preset and (for the tutorial preset) the tutorial, in one process.
@@ -169,6 +181,7 @@ def run_training_benchmark(
         overrides: extra ``section.key=value`` items.
         compare_tutorial: also train the tutorial; None means "for the tutorial preset".
         nondeterministic_too: also measure ours with op determinism off.
+        repeats: runs of each measurement; the median one (by examples per second) is kept.
         log: receives progress lines.
 
     Returns:
@@ -193,20 +206,25 @@ def run_training_benchmark(
         for metrics in (False, True):
             name = f"tutorial ({'with' if metrics else 'without'} metrics)"
             log(f"running {name} ...")
-            results[name] = run_tutorial(
-                ratings,
-                compute_metrics=metrics,
-                epochs=config.train.epochs,
-                batch_size=config.train.batch_size,
+            results[name] = median_run(
+                lambda metrics=metrics: run_tutorial(
+                    ratings,
+                    compute_metrics=metrics,
+                    epochs=config.train.epochs,
+                    batch_size=config.train.batch_size,
+                ),
+                repeats,
             )
             rows.append(_row(name, results[name], times["load"]))
     if nondeterministic_too:
         name = "ours (no op determinism)"
         log("running ours without op determinism ...")
-        results[name] = run_ours(config, ratings, deterministic=False, log=log)
+        results[name] = median_run(
+            lambda: run_ours(config, ratings, deterministic=False, log=log), repeats
+        )
         rows.append(_row(name, results[name], times["load"]))
     log("running ours as train_and_evaluate does (op determinism on) ...")
-    ours = run_ours(config, ratings, deterministic=True, log=log)
+    ours = median_run(lambda: run_ours(config, ratings, deterministic=True, log=log), repeats)
     results["ours"] = ours
     rows.append(_row("ours", ours, times["load"]))
     ratio = None

@@ -15,6 +15,8 @@ Generative story (all vectorized; 25M ratings in well under a minute):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tfrs_movies.data.schema import GENRES, MAX_RATING, MIN_RATING, NUM_GENRES, Ratings
@@ -22,6 +24,14 @@ from tfrs_movies.errors import DataError
 
 DEFAULTS: dict[str, int] = {"users": 943, "movies": 1682, "ratings": 100_000, "seed": 0}
 
+# (ratings, users, movies) of real MovieLens releases; synthetic sizes interpolate log-log.
+MOVIELENS_SHAPES = (
+    (100_000, 943, 1_682),
+    (1_000_209, 6_040, 3_706),
+    (10_000_054, 69_878, 10_677),
+    (20_000_263, 138_493, 26_744),
+    (25_000_095, 162_541, 62_423),
+)
 _FIRST_TIMESTAMP = 789_652_009  # 1995-01-09, the first MovieLens rating
 _LAST_TIMESTAMP = 1_574_327_703  # 2019-11-21, the last ml-25m rating
 # Rough share of movies per genre in MovieLens; "Unknown" and "(no genres listed)" unused.
@@ -53,12 +63,16 @@ def parse_synthetic_spec(spec: str) -> dict[str, int]:
     """Parses ``synthetic`` or ``synthetic:users=…,movies=…,ratings=…,seed=…``.
 
     Returns:
-        dict with keys users, movies, ratings, seed (defaults: the size of MovieLens 100K).
+        dict with keys users, movies, ratings, seed (defaults: the size of MovieLens 100K). When
+        ``ratings`` is given without ``users`` or ``movies``, those follow
+        :func:`movielens_shape` (``synthetic:ratings=25000000``: 162,541 users, 62,422 movies,
+        as ml-25m).
 
     Raises:
         DataError: unknown key or a value that is not a non-negative integer.
     """
     options = dict(DEFAULTS)
+    given: set[str] = set()
     _, _, rest = spec.partition(":")
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, value = item.partition("=")
@@ -76,7 +90,30 @@ def parse_synthetic_spec(spec: str) -> dict[str, int]:
             ) from None
         if options[key] < 0:
             raise DataError(f"synthetic option {key}={value} must not be negative")
+        given.add(key)
+    if "ratings" in given and options["ratings"] > 0:
+        shape = dict(zip(("users", "movies"), movielens_shape(options["ratings"]), strict=True))
+        options.update({key: value for key, value in shape.items() if key not in given})
     return options
+
+
+def movielens_shape(num_ratings: int) -> tuple[int, int]:
+    """(users, movies) of a MovieLens-like dataset of ``num_ratings`` ratings.
+
+    Interpolated log-log between the real releases (:data:`MOVIELENS_SHAPES`); outside them,
+    extrapolated with the end segments' slopes.
+    """
+    sizes = np.log([s[0] for s in MOVIELENS_SHAPES])
+    x = math.log(num_ratings)
+    users = math.exp(float(np.interp(x, sizes, np.log([s[1] for s in MOVIELENS_SHAPES]))))
+    movies = math.exp(float(np.interp(x, sizes, np.log([s[2] for s in MOVIELENS_SHAPES]))))
+    if x > sizes[-1] or x < sizes[0]:
+        i = -2 if x > sizes[-1] else 0
+        for j, name in ((1, "users"), (2, "movies")):
+            y0, y1 = math.log(MOVIELENS_SHAPES[i][j]), math.log(MOVIELENS_SHAPES[i + 1][j])
+            value = math.exp(y0 + (y1 - y0) / (sizes[i + 1] - sizes[i]) * (x - sizes[i]))
+            users, movies = (value, movies) if name == "users" else (users, value)
+    return max(10, round(users)), max(10, round(movies))
 
 
 def _water_fill(weights: np.ndarray, total: float, cap: float) -> np.ndarray:

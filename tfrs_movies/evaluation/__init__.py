@@ -1,7 +1,8 @@
 """Offline evaluation: metrics, reference baselines, the trained model, and the exported pipeline.
 
 ``metrics`` defines every top-N and rating metric once (over :class:`UserItems` sets);
-``baselines`` fits the reference models (most popular, bias only, biased MF, EASE); ``model``
+``baselines`` fits the reference models (most popular, bias only, biased MF, EASE, and iALS
+from ``ials``, chosen on the validation split); ``model``
 evaluates a trained model on the test split as DESIGN's protocol says; ``pipeline`` scores an
 exported run's :class:`~tfrs_movies.recommend.Recommender` once the run is complete and records
 the result in its ``metrics.json``. Nothing here trains the multitask model.
@@ -18,6 +19,7 @@ from tfrs_movies.evaluation.baselines import (
     MostPopular,
     evaluate_baselines,
 )
+from tfrs_movies.evaluation.ials import IALS, choose_ials
 from tfrs_movies.evaluation.metrics import (
     ScoreFn,
     rating_metrics,
@@ -36,11 +38,13 @@ from tfrs_movies.evaluation.user_items import UserItems
 __all__ = [
     "EASE",
     "HEADLINE_METRICS",
+    "IALS",
     "BiasOnly",
     "BiasedMF",
     "MostPopular",
     "ScoreFn",
     "UserItems",
+    "choose_ials",
     "evaluate_baselines",
     "evaluate_model",
     "format_metrics",

@@ -2,7 +2,8 @@
 
 :class:`MostPopular`, :class:`BiasOnly` (regularized user and movie biases), :class:`BiasedMF`
 (biased matrix factorization trained with minibatch Adam, in numpy) and :class:`EASE` (Steck,
-2019). Each scorer maps (B,) user rows to (B, num_movies) scores, so it plugs into
+2019); iALS from ``implicit`` is in :mod:`tfrs_movies.evaluation.ials`. Each scorer maps (B,)
+user rows to (B, num_movies) scores, so it plugs into
 :func:`~tfrs_movies.evaluation.metrics.topn_metrics`; :func:`evaluate_baselines` runs them all on
 one split.
 """
@@ -10,11 +11,13 @@ one split.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from tfrs_movies.data.schema import Ratings
+from tfrs_movies.evaluation.ials import fit_ials_baseline
 from tfrs_movies.evaluation.lazy_adam import LazyAdam
 from tfrs_movies.evaluation.metrics import (
     ScoreFn,
@@ -23,6 +26,13 @@ from tfrs_movies.evaluation.metrics import (
     topn_metrics,
 )
 from tfrs_movies.evaluation.user_items import UserItems
+from tfrs_movies.log import Log, silent
+
+# Baselines whose cost grows faster than the data are skipped on large data sets (issue 13), so
+# that a 25M-rating run finishes: EASE's dense item-item inverse is O(movies^3) time and
+# 8 * movies^2 bytes; BiasedMF's numpy trainer costs about 1.5 us per rating per epoch here.
+EASE_MAX_CATALOGUE = 20_000
+BIASED_MF_MAX_RATINGS = 2_000_000
 
 
 def _check_fitted(model: object, attribute: str) -> None:
@@ -46,9 +56,17 @@ class MostPopular:
         return self
 
     def scores(self, user_rows: np.ndarray) -> np.ndarray:
-        """Returns (B, num_movies) read-only scores: the same popularity row for every user."""
+        """Returns (B, num_movies) read-only scores: the same popularity row for every user.
+
+        The scores are the counts minus ``row / num_movies``: the same order as the counts
+        with ties broken by movie row (what :func:`topn_metrics` does for ties), without
+        ties, which would send every user through its costly tie handling (5 min on 162k
+        users x 62k movies).
+        """
         _check_fitted(self, "counts")
-        return np.broadcast_to(self.counts, (len(user_rows), self.counts.shape[0]))
+        num_movies = self.counts.shape[0]
+        ranked = self.counts - np.arange(num_movies) / num_movies
+        return np.broadcast_to(ranked, (len(user_rows), num_movies))
 
     __call__ = scores
 
@@ -344,34 +362,68 @@ def evaluate_baselines(
     ks: Sequence[int] = (10, 100),
     seed: int = 0,
     ndcg_k: int = 10,
-) -> dict[str, dict[str, float]]:
+    log: Log = silent,
+    fit: Ratings | None = None,
+    validation: Ratings | None = None,
+) -> dict[str, dict[str, Any]]:
     """Fits every baseline on ``train`` and evaluates it on ``test`` with seen movies excluded.
+
+    iALS is chosen on ``validation`` and refitted on ``train`` (see
+    :func:`~tfrs_movies.evaluation.ials.fit_ials_baseline`); it is skipped, with a line to
+    ``log``, when ``validation`` has no ratings.
+
+    EASE is skipped when the catalogue has more than :data:`EASE_MAX_CATALOGUE` movies, and
+    BiasedMF when ``train`` has more than :data:`BIASED_MF_MAX_RATINGS` ratings; each skip is
+    one line to ``log`` and the baseline's entry is absent.
 
     Args:
         train: training split.
         test: test split over the same tables.
         ks: recall/precision cut-offs.
-        seed: seed of :class:`BiasedMF` (the only stochastic baseline).
+        seed: seed of the stochastic baselines (:class:`BiasedMF`, iALS).
         ndcg_k: NDCG/MAP cut-off.
+        log: receives a line for each skipped baseline, iALS's choice and progress lines.
+        fit: the part of ``train`` iALS's candidates are fitted on.
+        validation: the rest of ``train``, on which iALS's hyperparameters are chosen.
 
     Returns:
-        ``{"most_popular": topn, "ease": topn, "biased_mf": topn | {"rmse", "mae"},
-        "bias_only": {"rmse", "mae"}, "global_mean": {"rmse", "mae"}}``, where ``topn`` is the
-        dict of :func:`topn_metrics`.
+        ``{"most_popular": topn, "ease": topn, "ials": topn | {"params", "validation"},
+        "biased_mf": topn | {"rmse", "mae"}, "bias_only": {"rmse", "mae"},
+        "global_mean": {"rmse", "mae"}}``, where ``topn`` is the dict of :func:`topn_metrics`
+        and ``params``/``validation`` are iALS's record of its choice.
+
+    Raises:
+        ValueError: ``validation`` has ratings but ``fit`` is missing.
     """
     check_same_tables(train, test)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
 
     def topn(score_fn: ScoreFn) -> dict[str, float]:
-        return topn_metrics(score_fn, train, test, ks=ks, ndcg_k=ndcg_k, exclude_seen=True)
+        return topn_metrics(score_fn, train, test, ks=ks, ndcg_k=ndcg_k, exclude_seen=True, log=log)
 
     results["most_popular"] = topn(MostPopular().fit(train))
-    results["ease"] = topn(EASE().fit(train))
-    mf = BiasedMF(seed=seed).fit(train)
-    results["biased_mf"] = {
-        **topn(mf),
-        **rating_metrics(mf.predict(test.user_index, test.movie_index), test.rating),
-    }
+    if train.num_movies <= EASE_MAX_CATALOGUE:
+        results["ease"] = topn(EASE().fit(train))
+    else:
+        log(f"baseline ease skipped: {train.num_movies:,} movies > {EASE_MAX_CATALOGUE:,}")
+    if validation is not None and validation.num_ratings > 0:
+        if fit is None:
+            raise ValueError("evaluate_baselines needs fit with validation (iALS's choice)")
+        ials, record = fit_ials_baseline(fit, validation, train, seed=seed, log=log)
+        results["ials"] = {**topn(ials), **record}
+    else:
+        log("baseline ials skipped: no validation ratings to choose its hyperparameters on")
+    if train.num_ratings <= BIASED_MF_MAX_RATINGS:
+        mf = BiasedMF(seed=seed).fit(train)
+        results["biased_mf"] = {
+            **topn(mf),
+            **rating_metrics(mf.predict(test.user_index, test.movie_index), test.rating),
+        }
+    else:
+        log(
+            f"baseline biased_mf skipped: {train.num_ratings:,} training ratings > "
+            f"{BIASED_MF_MAX_RATINGS:,}"
+        )
     bias = BiasOnly().fit(train)
     results["bias_only"] = rating_metrics(
         bias.predict(test.user_index, test.movie_index), test.rating

@@ -22,12 +22,16 @@ in at least one evaluated user's top k. There is exactly one implementation of e
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from tfrs_movies.data.schema import Ratings
 from tfrs_movies.evaluation.user_items import UserItems
+from tfrs_movies.log import Log, silent
+
+PROGRESS_SECONDS = 30.0  # long rankings (160k users) log a progress line this often
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 """Maps (B,) int user rows to (B, num_movies) float scores; higher is better."""
@@ -179,6 +183,7 @@ def topn_metrics(
     exclude_seen: bool = True,
     batch_users: int = 512,
     coverage_k: int = 10,
+    log: Log = silent,
 ) -> dict[str, float]:
     """Ranks all movies for every test user with ``score_fn`` and computes top-N metrics.
 
@@ -196,6 +201,7 @@ def topn_metrics(
         batch_users: users scored per ``score_fn`` call (bounds memory at
             batch_users x num_movies floats).
         coverage_k: cut-off for coverage@k.
+        log: receives a progress line every :data:`PROGRESS_SECONDS` (users ranked, ETA).
 
     Returns:
         The dict of :func:`topn_metrics_from_lists` over all users with a relevant test movie.
@@ -210,7 +216,15 @@ def topn_metrics(
     user_rows = relevant.nonempty_rows()
     depth = max(*ks, ndcg_k, coverage_k)
     top = np.empty((user_rows.shape[0], depth), dtype=np.int32)
+    started = shown = time.perf_counter()
     for start in range(0, user_rows.shape[0], batch_users):
+        if time.perf_counter() - shown >= PROGRESS_SECONDS:
+            shown = time.perf_counter()
+            left = (shown - started) / start * (user_rows.shape[0] - start)
+            log(
+                f"ranked {start:,}/{user_rows.shape[0]:,} users "
+                f"({100 * start // user_rows.shape[0]}%)  ETA {left:.0f}s"
+            )
         batch = user_rows[start : start + batch_users]
         raw = np.asarray(score_fn(batch))
         if raw.shape != (batch.shape[0], num_movies):

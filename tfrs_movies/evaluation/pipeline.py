@@ -20,7 +20,7 @@ from tfrs_movies.config import load_config
 from tfrs_movies.data.prepare import PreparedData, prepare_data
 from tfrs_movies.errors import ArtifactError
 from tfrs_movies.evaluation.metrics import topn_metrics_from_lists
-from tfrs_movies.log import Log, print_line
+from tfrs_movies.log import Log, print_line, silent
 from tfrs_movies.recommend import DEFAULT_RERANK_WEIGHT, Recommender
 
 # The re-rank curve: 0 is retrieval order; 1000 orders essentially by predicted rating.
@@ -28,7 +28,7 @@ RERANK_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 1000.0)
 
 
 def pipeline_metrics(
-    recommender: Recommender, prepared: PreparedData, k: int = 10
+    recommender: Recommender, prepared: PreparedData, k: int = 10, log: Log = silent
 ) -> dict[str, Any]:
     """Top-N metrics of a loaded run on the test split: retrieval order vs re-ranked.
 
@@ -39,6 +39,7 @@ def pipeline_metrics(
         recommender: the loaded run.
         prepared: the data the run was trained on (test split and id tables).
         k: list length and metric cut-off.
+        log: receives a line for each order that took 5 s or more to score (large data).
 
     Returns:
         ``{order: {"recall@k", "ndcg@k"}}`` for ``retrieval_order``, ``reranked`` (the default
@@ -53,7 +54,8 @@ def pipeline_metrics(
     orders = {"retrieval_order": 0.0, "reranked": DEFAULT_RERANK_WEIGHT}
     orders.update({f"rerank_weight_{w:g}": w for w in RERANK_WEIGHTS})
     results: dict[str, Any] = {}
-    for name, weight in orders.items():
+    for number, (name, weight) in enumerate(orders.items(), 1):
+        started = time.perf_counter()
         lists = recommender.recommend(user_ids, k=k, rerank_weight=weight)
         top = np.full((len(user_ids), k), -1, np.int64)
         for i, records in enumerate(lists):
@@ -62,6 +64,9 @@ def pipeline_metrics(
             top, test_users, relevant, ks=(k,), ndcg_k=k, coverage_k=k
         )
         results[name] = {key: metrics[key] for key in (f"recall@{k}", f"ndcg@{k}")}
+        seconds = time.perf_counter() - started
+        if seconds >= 5:  # large data only: small runs keep their one summary line
+            log(f"pipeline order {number}/{len(orders)} ({name}): {seconds:.1f}s")
     results["num_users"] = len(user_ids)
     results["default_rerank_weight"] = DEFAULT_RERANK_WEIGHT
     results["protocol"] = (
@@ -108,7 +113,7 @@ def evaluate_pipeline(
                 "the run was trained on"
             )
     started = time.perf_counter()
-    results = pipeline_metrics(recommender, prepared)
+    results = pipeline_metrics(recommender, prepared, log=log)
     rundir.update_metrics(paths.root, {"pipeline": results})
     log(
         f"exported pipeline on {results['num_users']:,} test users "

@@ -10,7 +10,7 @@
   ratings.
 * :mod:`~tfrs_movies.experiments.analysis` (with ``embeddings`` and ``analysis_plot``): KMeans
   clusters of the movie embeddings, their genre purity, and a 2-D projection.
-* :mod:`~tfrs_movies.experiments.files`: atomic writes of everything above.
+* :mod:`~tfrs_movies.experiments.files`: PNG figures, written atomically.
 """
 
 import importlib
@@ -26,7 +26,6 @@ _LAZY = {
     "compare_runs": "compare",
     "expand_runs": "compare",
     "format_comparison": "compare",
-    "write_atomic": "files",
     "RunRecord": "grid",
     "WeightPair": "grid",
     "parse_seeds": "grid",

@@ -36,10 +36,10 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
+from tfrs_movies.atomic import write_atomic
 from tfrs_movies.errors import ConfigError
 from tfrs_movies.experiments.analysis_plot import plot_projection
 from tfrs_movies.experiments.embeddings import MovieEmbeddings, load_movie_embeddings
-from tfrs_movies.experiments.files import write_atomic
 from tfrs_movies.rundir import RunPaths
 
 

@@ -1,4 +1,5 @@
-"""Side-by-side comparison of finished runs; a sweep directory stands for its runs."""
+"""Side-by-side comparison of finished runs; a sweep directory stands for its runs, a tuning
+study directory for its best trial's run."""
 
 from __future__ import annotations
 
@@ -13,19 +14,25 @@ from tfrs_movies.experiments.grid import WeightPair, format_weight, run_name
 from tfrs_movies.rundir import RunPaths
 
 COMPARE_KEYS = HEADLINE_METRICS
+# A tuning study directory (see tfrs_movies.experiments.tune) holds these; defined here so that
+# `compare` reads studies without importing Optuna or TensorFlow.
+STUDY_SUMMARY = "study.json"
+BEST_RUN_DIR = "best_run"
 
 
 def expand_runs(paths: Iterable[str | Path]) -> list[Path]:
-    """Run directories named by ``paths``; a sweep directory expands to its finished runs.
+    """Run directories named by ``paths``; a sweep directory expands to its finished runs, a
+    study directory to its best trial's run.
 
     Args:
-        paths: run directories and/or sweep directories.
+        paths: run, sweep and/or study directories.
 
     Returns:
         The run directories, each once, in the order given.
 
     Raises:
-        TfrsMoviesError: a path is neither a run (metrics.json) nor a sweep (sweep.json).
+        TfrsMoviesError: a path is neither a run (metrics.json), a sweep (sweep.json) nor a
+            study (study.json), or a study has no finished best run yet.
     """
     runs: list[Path] = []
     for path in map(Path, paths):
@@ -39,27 +46,46 @@ def expand_runs(paths: Iterable[str | Path]) -> list[Path]:
                 for seed in spec["grid"]["seeds"]
             ]
             runs += [run for run in found if RunPaths(run).metrics.is_file()]
+        elif (path / STUDY_SUMMARY).is_file():
+            best = path / BEST_RUN_DIR
+            if not RunPaths(best).metrics.is_file():
+                raise TfrsMoviesError(
+                    f"study {path} has no finished best run yet; run `tfrs-movies tune` on it "
+                    "again to finish it"
+                )
+            runs.append(best)
         elif path.exists():
             raise TfrsMoviesError(
-                f"{path} is neither a finished run (no metrics.json) nor a sweep (no sweep.json)"
+                f"{path} is neither a finished run (no metrics.json), a sweep (no sweep.json) "
+                "nor a tuning study (no study.json)"
             )
         else:
             raise TfrsMoviesError(f"{path} does not exist")
     return list(dict.fromkeys(runs))
 
 
+def _row_name(run: Path) -> str:
+    """A sweep's run as ``sweep/run``, a study's best run as ``study/best (trial N)``."""
+    if run.parent.name == "runs":
+        return f"{run.parent.parent.name}/{run.name}"
+    summary = run.parent / STUDY_SUMMARY
+    if run.name == BEST_RUN_DIR and summary.is_file():
+        return f"{run.parent.name}/best (trial {json.loads(summary.read_text())['best_trial']})"
+    return run.name
+
+
 def compare_runs(paths: Iterable[str | Path]) -> dict[str, Any]:
     """Collects the headline metrics of runs (sweeps expanded) for a side-by-side table.
 
     Args:
-        paths: run directories and/or sweep directories.
+        paths: run, sweep and/or study directories.
 
     Returns:
         ``{"runs": [{"name", "run_dir", "retrieval_weight", "rating_weight", "seed",
         "dataset", "split_seed", metric...}], "baselines": {name: {...}}, "same_split": bool}``.
 
     Raises:
-        TfrsMoviesError: a path is neither a run nor a sweep.
+        TfrsMoviesError: a path is neither a run, a sweep nor a study.
     """
     rows = []
     baselines: dict[str, Any] = {}
@@ -71,7 +97,7 @@ def compare_runs(paths: Iterable[str | Path]) -> dict[str, Any]:
         config = json.loads(config_path.read_text()) if config_path.exists() else {}
         train = config.get("train", {})
         protocol = metrics.get("protocol", {})
-        name = run.name if run.parent.name != "runs" else f"{run.parent.parent.name}/{run.name}"
+        name = _row_name(run)
         row = {
             "name": name,
             "run_dir": run.as_posix(),

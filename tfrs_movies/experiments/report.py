@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tfrs_movies.experiments.files import write_atomic
+from tfrs_movies.atomic import write_atomic
 from tfrs_movies.experiments.grid import RunRecord, WeightPair
 
 CSV_METRICS = ("recall@10", "recall@100", "ndcg@10", "factorized_top_100", "rmse", "mae")

@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from tfrs_movies.atomic import write_atomic
 from tfrs_movies.config import Config
 from tfrs_movies.data import load_source
 from tfrs_movies.data.schema import Ratings
 from tfrs_movies.errors import ConfigError, one_line
 from tfrs_movies.evaluation.pipeline import evaluate_pipeline
-from tfrs_movies.experiments.files import write_atomic
 from tfrs_movies.experiments.grid import (
     PER_RUN_KEYS,
     RunRecord,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfrs_movies.config import ModelConfig
+from tfrs_movies.model.penalties import row_l2
 
 
 class StatelessDropout(tf.keras.layers.Layer):
@@ -31,7 +32,7 @@ class RatingHead(tf.keras.Model):
     """Predicts a star rating from the two towers' outputs.
 
     What classic collaborative filtering knows is built in: the global mean of the training
-    ratings, a user bias and a movie bias (both L2-regularized), plus an MLP over
+    ratings, a user bias and a movie bias (L2-regularized by :meth:`penalty`), plus an MLP over
     ``[user, movie, user * movie]`` for the interaction.
 
     Call args:
@@ -44,14 +45,10 @@ class RatingHead(tf.keras.Model):
 
     def __init__(self, num_users, num_movies, global_mean, config: ModelConfig, seed: int, **kw):
         super().__init__(**kw)
-        regularizer = tf.keras.regularizers.l2(config.embedding_l2) if config.embedding_l2 else None
+        self.l2 = config.embedding_l2
         self.global_mean = tf.Variable(float(global_mean), trainable=False, name="global_mean")
-        self.user_bias = tf.keras.layers.Embedding(
-            num_users + 1, 1, "zeros", embeddings_regularizer=regularizer, name="user_bias"
-        )
-        self.movie_bias = tf.keras.layers.Embedding(
-            num_movies + 1, 1, "zeros", embeddings_regularizer=regularizer, name="movie_bias"
-        )
+        self.user_bias = tf.keras.layers.Embedding(num_users + 1, 1, "zeros", name="user_bias")
+        self.movie_bias = tf.keras.layers.Embedding(num_movies + 1, 1, "zeros", name="movie_bias")
         self.dropout = StatelessDropout(config.rating_dropout, seed)
         self.mlp = tf.keras.Sequential(
             [
@@ -70,4 +67,17 @@ class RatingHead(tf.keras.Model):
             + tf.squeeze(self.user_bias(user_index), 1)
             + tf.squeeze(self.movie_bias(movie_index), 1)
             + tf.squeeze(self.mlp(interaction), 1)
+        )
+
+    def penalty(
+        self,
+        user_index,
+        movie_index,
+        user_weights: tf.Variable | None = None,
+        movie_weights: tf.Variable | None = None,
+    ) -> tf.Tensor:
+        """Scalar L2 (``model.embedding_l2``) on the bias rows of the batch's users and movies,
+        each row's term weighted by ``user_weights`` / ``movie_weights`` when given."""
+        return row_l2(self.user_bias.embeddings, user_index, self.l2, user_weights) + row_l2(
+            self.movie_bias.embeddings, movie_index, self.l2, movie_weights
         )

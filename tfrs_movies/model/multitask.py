@@ -1,12 +1,12 @@
 """The joint model: shared towers, a rating head, a retrieval task and a rating task, wired.
 
-``loss = retrieval_weight * L_retrieval + rating_weight * L_rating`` (plus the towers' L2
-regularization, which tfrs.Model adds as ``regularization_loss``).
+``loss = retrieval_weight * L_retrieval + rating_weight * L_rating + penalty``, where the
+penalty is the L2 on the embedding rows the batch looks up (:mod:`tfrs_movies.model.penalties`):
+with row-sparse gradients and :class:`tfrs_movies.train.optimizers.LazyAdam`, a step's cost
+grows with the batch, not with the vocabularies.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import tensorflow as tf
@@ -15,6 +15,7 @@ import tensorflow_recommenders as tfrs
 from tfrs_movies.config import ModelConfig, validate_loss_weights
 from tfrs_movies.data.features import FeatureTables
 from tfrs_movies.model.heads import RatingHead
+from tfrs_movies.model.penalties import inverse_presence
 from tfrs_movies.model.tasks import CatalogueRetrieval
 from tfrs_movies.model.towers import MovieTower, UserTower
 
@@ -31,6 +32,10 @@ class MovieLensModel(tfrs.models.Model):
         config: model configuration.
         retrieval_weight, rating_weight: loss weights (finite, >= 0, not both 0).
         seed: dropout seed.
+        user_frequencies: (num_users + 1,) training ratings per user. With ``batch_size``,
+            each user's and movie's L2 term is weighted by 1 / P(it is in a batch), so the
+            penalty on a batch's rows estimates the whole-table L2 without bias; None: weight 1.
+        batch_size: the training batch size (global; divided among the replicas here).
 
     Inputs to ``compute_loss``: a dict with ``user`` and ``movie`` (batch,) int vocabulary
     indices, ``rating`` (batch,) float32 and, with ``use_timestamp``, ``timestamp`` (batch,).
@@ -50,14 +55,25 @@ class MovieLensModel(tfrs.models.Model):
         retrieval_weight: float = 1.0,
         rating_weight: float = 1.0,
         seed: int = 0,
+        user_frequencies: np.ndarray | None = None,
+        batch_size: int | None = None,
     ):
         super().__init__()
         validate_loss_weights(retrieval_weight, rating_weight)
-        # tfrs.Model adds the L2 penalties on every replica and tf.distribute sums replica
-        # gradients: dividing the strength by the replica count keeps the penalty the same.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if replicas > 1:
-            config = dataclasses.replace(config, embedding_l2=config.embedding_l2 / replicas)
+        self.user_penalty_weights = self.movie_penalty_weights = None
+        if user_frequencies is not None and batch_size is not None:
+            # Each replica penalizes the rows of its own share of the batch.
+            replica_batch = max(1, batch_size // tf.distribute.get_strategy().num_replicas_in_sync)
+            self.user_penalty_weights = tf.Variable(
+                inverse_presence(user_frequencies, replica_batch),
+                trainable=False,
+                name="user_penalty_weights",
+            )
+            self.movie_penalty_weights = tf.Variable(
+                inverse_presence(movie_frequencies, replica_batch),
+                trainable=False,
+                name="movie_penalty_weights",
+            )
         self.num_movies = num_movies
         self.retrieval_weight = float(retrieval_weight)
         self.rating_weight = float(rating_weight)
@@ -141,11 +157,24 @@ class MovieLensModel(tfrs.models.Model):
         self.rating_loss_tracker.update_state(rating_loss)
         return retrieval_loss, rating_loss
 
+    def penalty(self, features) -> tf.Tensor:
+        """Scalar L2 on the embedding and bias rows of the batch's users and movies."""
+        user_index = tf.cast(features["user"], tf.int32)
+        movie_index = tf.cast(features["movie"], tf.int32)
+        users, movies = self.user_penalty_weights, self.movie_penalty_weights
+        return (
+            self.user_tower.penalty(user_index, users)
+            + self.movie_tower.penalty(movie_index, movies)
+            + self.rating_head.penalty(user_index, movie_index, users, movies)
+        )
+
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
         retrieval_loss, rating_loss = self.task_losses(features, training=training)
         loss = self.retrieval_weight * retrieval_loss + self.rating_weight * rating_loss
-        # Replica gradients are summed by tf.distribute; each replica contributes its share.
-        return loss / tf.distribute.get_strategy().num_replicas_in_sync
+        # Replica gradients are summed by tf.distribute: each replica contributes its share of
+        # the batch-mean losses, and the penalty on the rows of its own part of the batch.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return loss / replicas + self.penalty(features)
 
     def predict_ratings(self, user_index, movie_index) -> tf.Tensor:
         """(batch,) predicted ratings for pairs of vocabulary indices."""

@@ -4,6 +4,9 @@ Both towers output ``embedding_dim + 1`` numbers. The user tower's last output i
 and the movie tower's last output is a learned per-movie bias, so the retrieval score
 ``user · movie`` is ``<user embedding, movie embedding> + movie bias``: a popularity prior that
 a dot-product index (ScaNN, brute force) serves with no special case.
+
+Each tower's ``penalty`` is the L2 on the embedding rows a batch looks up (see
+:mod:`tfrs_movies.model.penalties`), which the joint model adds to its loss.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import tensorflow as tf
 
 from tfrs_movies.config import ModelConfig
 from tfrs_movies.data.features import AGE_BUCKETS, FeatureTables
+from tfrs_movies.model.penalties import dense_l2, row_l2
 
 
 def _table(values: np.ndarray, name: str) -> tf.Variable:
@@ -21,11 +25,9 @@ def _table(values: np.ndarray, name: str) -> tf.Variable:
     return tf.Variable(values, trainable=False, name=name)
 
 
-def _embedding(rows: int, dim: int, l2: float, name: str, init: str = "uniform"):
-    regularizer = tf.keras.regularizers.l2(l2) if l2 > 0 else None
-    return tf.keras.layers.Embedding(
-        rows, dim, embeddings_initializer=init, embeddings_regularizer=regularizer, name=name
-    )
+def _embedding(rows: int, dim: int, name: str, init: str = "uniform"):
+    # No embeddings_regularizer: its gradient is dense over the table (see ``penalty``).
+    return tf.keras.layers.Embedding(rows, dim, embeddings_initializer=init, name=name)
 
 
 class UserTower(tf.keras.Model):
@@ -47,18 +49,18 @@ class UserTower(tf.keras.Model):
 
     def __init__(self, num_users: int, tables: FeatureTables, config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
-        dim, l2 = config.embedding_dim, config.embedding_l2
+        dim, self.l2 = config.embedding_dim, config.embedding_l2
         self.use_demographics = config.use_demographics and tables.has_demographics
         self.use_timestamp = config.use_timestamp
-        self.user_embedding = _embedding(num_users + 1, dim, l2, "user_id")
+        self.user_embedding = _embedding(num_users + 1, dim, "user_id")
         if self.use_demographics:
             self.age_table = _table(tables.user_age, "age_table")
             self.gender_table = _table(tables.user_gender, "gender_table")
             self.occupation_table = _table(tables.user_occupation, "occupation_table")
-            self.age_embedding = _embedding(len(AGE_BUCKETS) + 1, dim, l2, "age")
-            self.gender_embedding = _embedding(3, dim, l2, "gender")
+            self.age_embedding = _embedding(len(AGE_BUCKETS) + 1, dim, "age")
+            self.gender_embedding = _embedding(3, dim, "gender")
             self.occupation_embedding = _embedding(
-                int(tables.user_occupation.max()) + 2, dim, l2, "occupation"
+                int(tables.user_occupation.max()) + 2, dim, "occupation"
             )
         if self.use_timestamp:
             self.timestamp_mean = float(tables.timestamp_mean)
@@ -83,6 +85,23 @@ class UserTower(tf.keras.Model):
             vector += self.timestamp_projection(standardized[:, None])
         return tf.concat([vector, tf.ones_like(vector[:, :1])], axis=1)
 
+    def penalty(self, user_index, row_weights: tf.Variable | None = None) -> tf.Tensor:
+        """Scalar L2 (``model.embedding_l2``) on the embedding rows ``user_index`` looks up.
+
+        ``row_weights`` (num_users + 1,) weighs the user-id rows (see
+        :func:`~tfrs_movies.model.penalties.row_l2`); side-feature rows have weight 1.
+        """
+        user_index = tf.cast(user_index, tf.int32)
+        penalty = row_l2(self.user_embedding.embeddings, user_index, self.l2, row_weights)
+        if self.use_demographics:
+            for table, embedding in (
+                (self.age_table, self.age_embedding),
+                (self.gender_table, self.gender_embedding),
+                (self.occupation_table, self.occupation_embedding),
+            ):
+                penalty += row_l2(embedding.embeddings, tf.gather(table, user_index), self.l2)
+        return penalty
+
 
 class MovieTower(tf.keras.Model):
     """Maps movie vocabulary indices to candidate vectors.
@@ -101,25 +120,20 @@ class MovieTower(tf.keras.Model):
 
     def __init__(self, num_movies: int, tables: FeatureTables, config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
-        dim, l2 = config.embedding_dim, config.embedding_l2
+        dim, self.l2 = config.embedding_dim, config.embedding_l2
         self.use_genres, self.use_year = config.use_genres, config.use_year
         self.use_title = config.use_title and tables.num_title_words > 0
-        self.movie_embedding = _embedding(num_movies + 1, dim, l2, "movie_id")
-        self.bias = _embedding(num_movies + 1, 1, 0.0, "retrieval_bias", init="zeros")
+        self.movie_embedding = _embedding(num_movies + 1, dim, "movie_id")
+        self.bias = _embedding(num_movies + 1, 1, "retrieval_bias", init="zeros")
         if self.use_genres:
             self.genre_table = _table(tables.movie_genres, "genre_table")
-            self.genre_projection = tf.keras.layers.Dense(
-                dim,
-                use_bias=False,
-                kernel_regularizer=tf.keras.regularizers.l2(l2) if l2 else None,
-                name="genres",
-            )
+            self.genre_projection = tf.keras.layers.Dense(dim, use_bias=False, name="genres")
         if self.use_year:
             self.year_table = _table(tables.movie_year, "year_table")
-            self.year_embedding = _embedding(tables.num_years, dim, l2, "year")
+            self.year_embedding = _embedding(tables.num_years, dim, "year")
         if self.use_title:
             self.title_table = _table(tables.movie_title_tokens, "title_table")
-            self.word_embedding = _embedding(tables.num_title_words + 1, dim, l2, "title_words")
+            self.word_embedding = _embedding(tables.num_title_words + 1, dim, "title_words")
 
     def call(self, movie_index):
         movie_index = tf.cast(movie_index, tf.int32)
@@ -134,3 +148,21 @@ class MovieTower(tf.keras.Model):
             words = self.word_embedding(tokens) * mask
             vector += tf.reduce_sum(words, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)
         return tf.concat([vector, self.bias(movie_index)], axis=1)
+
+    def penalty(self, movie_index, row_weights: tf.Variable | None = None) -> tf.Tensor:
+        """Scalar L2 (``model.embedding_l2``) on the rows ``movie_index`` looks up.
+
+        ``row_weights`` (num_movies + 1,) weighs the movie-id rows; side-feature rows have
+        weight 1. The retrieval bias is not penalized; the genre projection is, whole.
+        """
+        movie_index = tf.cast(movie_index, tf.int32)
+        penalty = row_l2(self.movie_embedding.embeddings, movie_index, self.l2, row_weights)
+        if self.use_genres:
+            penalty += dense_l2(self.genre_projection.kernel, self.l2)
+        if self.use_year:
+            years = tf.gather(self.year_table, movie_index)
+            penalty += row_l2(self.year_embedding.embeddings, years, self.l2)
+        if self.use_title:
+            tokens = tf.gather(self.title_table, movie_index)
+            penalty += row_l2(self.word_embedding.embeddings, tokens, self.l2)
+        return penalty

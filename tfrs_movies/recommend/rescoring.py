@@ -4,9 +4,11 @@ A call into a TensorFlow SavedModel costs 0.15-0.2 ms of CPU on a small machine 
 trivial function, and 0.4-0.5 ms to re-score 100 candidates; numpy does the latter in about
 0.07 ms (measured on ml-100k, 2-core machine). The numpy head is built from the variables the
 ranking SavedModel names in its ``rating_head_weights`` attribute (see
-:mod:`tfrs_movies.export`), and the :class:`~tfrs_movies.recommend.Recommender` uses it only
-after it reproduced the SavedModel's predictions on a sample (:func:`max_difference`);
-otherwise, and for runs exported without that attribute, it keeps calling the SavedModel.
+:mod:`tfrs_movies.export`); runs exported before that attribute existed are read by the tf-keras
+object names their SavedModel was saved with. The :class:`~tfrs_movies.recommend.Recommender`
+uses the numpy head only after it reproduced the SavedModel's predictions on a sample
+(:func:`max_difference`), so a misread head is never used; otherwise it keeps calling the
+SavedModel.
 """
 
 from __future__ import annotations
@@ -133,13 +135,15 @@ def from_savedmodel(ranking_model, movie_vectors: np.ndarray) -> NumpyRatingHead
         movie_vectors: (num_movies, dim) ``vocab/movie_vectors.npy``.
 
     Raises:
-        AttributeError: the SavedModel names no ``rating_head_weights`` (exported by an older
-            tfrs_movies) or lacks one of them.
+        AttributeError: the SavedModel has no ``rating_head_weights`` (exported by an older
+            tfrs_movies), or they lack one of the weights.
         ValueError: their shapes do not fit ``movie_vectors``.
     """
+    # Named by the export (RankingModule.rating_head_weights); runs exported before it existed
+    # re-score through the SavedModel instead of reading its internal object names.
     weights = getattr(ranking_model, "rating_head_weights", None)
     if weights is None:
-        raise AttributeError("the ranking SavedModel has no rating_head_weights (older export)")
+        raise AttributeError("the ranking SavedModel names no rating_head_weights")
     try:
         kernels, biases = weights["mlp_kernels"], weights["mlp_biases"]
         global_mean, user_bias = weights["global_mean"], weights["user_bias"]

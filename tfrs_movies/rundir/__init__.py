@@ -14,10 +14,12 @@ code; see the README)::
 
 ``layout`` names the files (:class:`RunPaths`) and writes the plain ones; ``manifest`` writes
 ``manifest.json`` (format version, library versions, sha256 of every file), verifies a run
-against it (:func:`verify_run`), updates ``metrics.json`` of a complete run and loads the index
-(:func:`load_index`); ``workdir`` checks where a run may go (:func:`check_workdir`) and renames a
-finished ``<run>.partial`` into place (:func:`finalize_run`), so a folder under the run's name is
-always complete.
+against it (:func:`verify_run`), updates ``metrics.json`` of a complete run crash-safely
+(:func:`update_metrics`, written ahead to ``metrics.json.pending``) and loads the index
+(:func:`load_index`); ``workdir`` checks where a run may go (:func:`check_workdir`) and renames
+a finished ``<run>.partial`` into place (:func:`finalize_run`), so a folder under the run's
+name is always complete. metrics.json and manifest.json are written by
+:func:`tfrs_movies.atomic.write_json`.
 """
 
 from tfrs_movies.rundir.layout import (

@@ -1,7 +1,6 @@
 """The run-directory layout: names of its files, :class:`RunPaths`, and the plain-file writers.
 
-Also the two primitives every writer and checker shares: :func:`sha256` and the atomic
-:func:`write_json`.
+Also the checksum every writer and checker shares: :func:`sha256`.
 """
 
 from __future__ import annotations
@@ -9,11 +8,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -22,6 +18,8 @@ FORMAT_VERSION = 1
 # File and folder names, relative to the run directory (POSIX, as the manifest lists them).
 CONFIG = "config.json"
 METRICS = "metrics.json"
+# The next metrics.json while update_metrics replaces it (see manifest.update_metrics).
+METRICS_PENDING = "metrics.json.pending"
 MANIFEST = "manifest.json"
 RETRIEVAL_INDEX = "retrieval_index"
 EXACT_INDEX = "exact_index"
@@ -81,6 +79,10 @@ class RunPaths:
     @property
     def metrics(self) -> Path:
         return self.root / METRICS
+
+    @property
+    def metrics_pending(self) -> Path:
+        return self.root / METRICS_PENDING
 
     @property
     def manifest(self) -> Path:
@@ -185,10 +187,3 @@ def file_checksums(run_dir: Path) -> dict[str, str]:
         for path in sorted(run_dir.rglob("*"))
         if path.is_file() and path.relative_to(run_dir).as_posix() != MANIFEST
     }
-
-
-def write_json(path: Path, value: Any) -> None:
-    """Writes ``value`` as indented JSON through a temporary file and a rename (atomic)."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(value, indent=2, default=float) + "\n", encoding="utf-8")
-    os.replace(temporary, path)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 import time
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from tfrs_movies.atomic import write_json
 from tfrs_movies.errors import ArtifactError
 from tfrs_movies.rundir.layout import (
     ARTIFACT_DIRS,
@@ -22,12 +24,12 @@ from tfrs_movies.rundir.layout import (
     FORMAT_VERSION,
     MANIFEST,
     METRICS,
+    METRICS_PENDING,
     REQUIRED_FILES,
     UNVERIFIED_DIRS,
     RunPaths,
     file_checksums,
     sha256,
-    write_json,
 )
 
 # Versions recorded in the manifest; the SavedModels need matching tensorflow and scann.
@@ -82,10 +84,17 @@ def is_run(folder: Path) -> bool:
 
 
 def update_metrics(run_dir: str | Path, updates: Mapping[str, Any]) -> dict[str, Any]:
-    """Adds or replaces top-level entries of a complete run's ``metrics.json``.
+    """Adds or replaces top-level entries of a complete run's ``metrics.json``, crash-safely.
 
-    The run is verified first; metrics.json and then the manifest (with the new checksum) are
-    each rewritten atomically.
+    The run is verified first. Two files change (metrics.json and the manifest's checksum of
+    it), so the update is written ahead: the new metrics go to ``metrics.json.pending``, then
+    the manifest is rewritten with its checksum (the commit point), then the pending file is
+    renamed over ``metrics.json``. Each step is atomic, so a crash leaves one of:
+
+    * before the commit: the old manifest and the old metrics.json agree (a leftover pending
+      file is ignored, and replaced by the next update);
+    * after the commit: the manifest names the pending file's checksum, and
+      :func:`verify_run` completes the rename (roll forward).
 
     Args:
         run_dir: a complete run directory.
@@ -101,10 +110,35 @@ def update_metrics(run_dir: str | Path, updates: Mapping[str, Any]) -> dict[str,
     manifest = verify_run(paths.root)
     metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
     metrics.update(updates)
-    write_json(paths.metrics, metrics)
-    manifest["files"][METRICS] = sha256(paths.metrics)
+    write_json(paths.metrics_pending, metrics)
+    manifest["files"][METRICS] = sha256(paths.metrics_pending)
     write_json(paths.manifest, manifest)
+    os.replace(paths.metrics_pending, paths.metrics)
     return metrics
+
+
+def _finish_metrics_update(paths: RunPaths, expected: object) -> None:
+    """Completes an update_metrics that was interrupted after its commit point.
+
+    When metrics.json does not have the manifest's checksum but ``metrics.json.pending`` does,
+    the manifest was committed and only the last rename is missing: it is done here.
+
+    Raises:
+        ArtifactError: the run directory is read-only, so the rename cannot be done.
+    """
+    pending = paths.metrics_pending
+    if not pending.is_file() or sha256(pending) != expected:
+        return
+    if paths.metrics.is_file() and sha256(paths.metrics) == expected:
+        return
+    try:
+        os.replace(pending, paths.metrics)
+    except OSError as error:
+        raise ArtifactError(
+            f"{paths.root}: an update of {METRICS} was interrupted after it was committed; "
+            f"renaming {METRICS_PENDING} to {METRICS} completes it, which failed: "
+            f"{error.strerror or error}"
+        ) from None
 
 
 def _listed_path(run_dir: Path, name: object) -> str:
@@ -131,7 +165,8 @@ def verify_run(run_dir: str | Path) -> dict[str, Any]:
     Checks that the manifest parses, has this format version, lists every file the format needs
     (and every file of the artifact folders), lists only paths inside the run, that each listed
     file (checkpoints and TensorBoard logs aside) exists with its sha256, and that the installed
-    tensorflow and scann can load the SavedModels.
+    tensorflow and scann can load the SavedModels. The one write: an :func:`update_metrics`
+    interrupted after its commit point is completed first.
 
     Args:
         run_dir: the run directory.
@@ -175,6 +210,7 @@ def verify_run(run_dir: str | Path) -> dict[str, Any]:
             name = path.relative_to(root).as_posix()
             if path.is_file() and name not in names:
                 raise ArtifactError(f"{root / name} is not listed in {MANIFEST}")
+    _finish_metrics_update(paths, listed.get(METRICS))
     for name in sorted(names):
         if name.split("/", 1)[0] in UNVERIFIED_DIRS:
             continue

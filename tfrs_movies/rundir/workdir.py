@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tfrs_movies.atomic import write_json
 from tfrs_movies.errors import ArtifactError
 from tfrs_movies.rundir.layout import (
     CONFIG,
@@ -17,7 +18,6 @@ from tfrs_movies.rundir.layout import (
     METRICS,
     PARTIAL_SUFFIX,
     RunPaths,
-    write_json,
 )
 from tfrs_movies.rundir.manifest import is_run, write_manifest
 

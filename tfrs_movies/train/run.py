@@ -35,6 +35,7 @@ from tfrs_movies.train.fit import (
     make_optimizer,
     seed_everything,
 )
+from tfrs_movies.train.hparams import hparams_metrics, write_hparams
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,10 +160,9 @@ def train_and_evaluate(
         ConfigError: ``resume`` with a config other than the interrupted run's.
         DataError: the data cannot be read.
     """
-    # tf.distribute (issue 8): the strategy comes first (MultiWorkerMirroredStrategy must be
-    # created before other TensorFlow ops); only the chief writes the run directory.
-    strategy = distributed.make_strategy(config.train.strategy)
-    chief = distributed.is_chief(strategy)
+    # The run directory is checked first, so a bad one fails before the strategy starts (a
+    # cluster's servers, GPUs); these checks run no TensorFlow op, which matters because
+    # MultiWorkerMirroredStrategy must be created before any (tf.distribute, issue 8).
     run_dir = Path(workdir)
     partial = check_workdir(run_dir, resume=resume, overwrite=overwrite).partial
     if resume and is_run(run_dir):
@@ -170,7 +170,9 @@ def train_and_evaluate(
         return RunResult(run_dir, json.loads(RunPaths(run_dir).metrics.read_text()), config)
     if resume:
         _check_resumable(partial, run_dir, config)
-    elif partial.exists() and chief:  # check_workdir allowed it: overwrite
+    strategy = distributed.make_strategy(config.train.strategy)
+    chief = distributed.is_chief(strategy)  # only the chief writes the run directory
+    if not resume and partial.exists() and chief:  # check_workdir allowed it: overwrite
         shutil.rmtree(partial)
 
     started = time.perf_counter()
@@ -198,6 +200,8 @@ def train_and_evaluate(
         model = _unreplicated_best(prepared, config, partial)
     metrics = evaluate_model(model, prepared, config, log=log)
     metrics["training"] = _training_metrics(fit)
+    if config.train.tensorboard:
+        write_hparams(RunPaths(partial).tensorboard, config, hparams_metrics(metrics))
     export.export_run(model, prepared, config, metrics, partial, log=log)
     metrics["training"]["total_seconds"] = round(time.perf_counter() - started, 2)
     finalize_run(partial, run_dir, metrics, overwrite=overwrite)
