@@ -17,6 +17,7 @@ import tensorflow as tf
 import throughput
 import tutorial
 
+from tfrs_movies import export
 from tfrs_movies.data import synthetic_ratings
 from tfrs_movies.data.synthetic import movielens_shape, parse_synthetic_spec
 
@@ -99,13 +100,14 @@ def test_extrapolate_scale_power_law():
     assert guess["peak RSS GiB"] == pytest.approx(1.0) and guess["note"] == "EXTRAPOLATED"
 
 
-def test_vectors_shapes_and_exact_top_k_chunked():
+def test_vectors_shapes_and_exact_top_k_in_chunks():
     candidates = index_speed.clustered_vectors(500, 9, seed=0, num_clusters=8)
     queries = index_speed.random_vectors(70, 9, seed=1)
     assert candidates.shape == (500, 9) and candidates.dtype == np.float32
-    top = index_speed.exact_top_k_chunked(queries, candidates, 5, chunk=16)
+    top = export.exact_top_k(queries, candidates, 5, chunk=16)
     best = np.argmax(queries @ candidates.T, axis=1)
     assert top.shape == (70, 5) and np.array_equal(top[:, 0], best)
+    np.testing.assert_array_equal(top, export.exact_top_k(queries, candidates, 5, chunk=70))
 
 
 def test_target_lines():

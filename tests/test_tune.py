@@ -16,6 +16,7 @@ from tfrs_movies.errors import ConfigError, TfrsMoviesError
 from tfrs_movies.experiments import tune
 from tfrs_movies.experiments.compare import BEST_RUN_DIR, compare_runs
 from tfrs_movies.experiments.space import DEFAULT_SPACE, build_space, parse_dimension
+from tfrs_movies.experiments.trials import OBJECTIVE
 
 TINY = [
     "data.source=synthetic:users=150,movies=120,ratings=5000,seed=3",
@@ -137,7 +138,7 @@ def test_every_trial_and_the_best_run_log_hparams_and_metrics(study):
         hparams, tags = read_hparams(workdir / tune.TRIALS_LOGDIR / f"trial-{number:04d}")
         assert hparams["trial"] == number
         assert "model.embedding_dim" in hparams and "train.retrieval_weight" in hparams
-        assert tune.OBJECTIVE in tags
+        assert OBJECTIVE in tags
     hparams, tags = read_hparams(workdir / BEST_RUN_DIR / "tensorboard")
     assert hparams["model.embedding_dim"] == result.best_params["model.embedding_dim"]
     assert {"test/recall@10", "test/rmse", "val/recall@10"} <= tags

@@ -196,13 +196,23 @@ def save_index(
     _save(module, path)
 
 
-def exact_top_k(queries: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
-    """(num_queries, k) candidate rows of the k highest dot products, best first (numpy)."""
+def exact_top_k(
+    queries: np.ndarray, candidates: np.ndarray, k: int, chunk: int | None = None
+) -> np.ndarray:
+    """(num_queries, k) candidate rows of the k highest dot products, best first (numpy).
+
+    Queries are scored ``chunk`` at a time (default: as many as fit in 256 MB of scores), so
+    162k users x 62k movies needs no 38 GiB score matrix.
+    """
     k = min(k, candidates.shape[0])
-    scores = queries @ candidates.T
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
-    return np.take_along_axis(top, order, 1)
+    chunk = chunk or max(1, 2**26 // max(1, candidates.shape[0]))
+    tops = []
+    for start in range(0, len(queries), chunk):
+        scores = queries[start : start + chunk] @ candidates.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
+        tops.append(np.take_along_axis(top, order, 1))
+    return np.concatenate(tops) if tops else np.zeros((0, k), np.int64)
 
 
 def recall_against_exact(approximate_ids: np.ndarray, exact_ids: np.ndarray, k: int = 10) -> float:

@@ -64,28 +64,6 @@ def random_vectors(n: int, dim: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, dim), dtype=np.float32)
 
 
-def exact_top_k_chunked(
-    queries: np.ndarray, candidates: np.ndarray, k: int, chunk: int = 64
-) -> np.ndarray:
-    """:func:`tfrs_movies.export.exact_top_k` over query chunks (bounded memory).
-
-    Args:
-        queries: (Q, dim) query vectors.
-        candidates: (N, dim) candidate vectors.
-        k: results per query.
-        chunk: queries scored at a time.
-
-    Returns:
-        (Q, k) candidate rows, best first.
-    """
-    return np.concatenate(
-        [
-            export.exact_top_k(queries[s : s + chunk], candidates, k)
-            for s in range(0, len(queries), chunk)
-        ]
-    )
-
-
 def _saved_index(layer: tf.keras.layers.Layer, dim: int, n: int, path: Path):
     """Saves an index layer over ``n`` candidates the way ``export_run`` does; loads it back.
 
@@ -195,7 +173,7 @@ def index_benchmark_one(
     scann_dir = workdir / f"scann_{distribution}_{n}"
     loaded, save_seconds = _saved_index(layer, dim, n, scann_dir)
     del layer
-    exact = exact_top_k_chunked(evaluation, candidates, 10)
+    exact = export.exact_top_k(evaluation, candidates, 10, chunk=64)
     approximate = np.concatenate(
         [
             loaded.search(tf.constant(evaluation[s : s + 1000]))[1].numpy().astype(int)

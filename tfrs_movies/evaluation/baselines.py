@@ -58,14 +58,15 @@ class MostPopular:
     def scores(self, user_rows: np.ndarray) -> np.ndarray:
         """Returns (B, num_movies) read-only scores: the same popularity row for every user.
 
-        The scores are the counts minus ``row / num_movies``: the same order as the counts
-        with ties broken by movie row (what :func:`topn_metrics` does for ties), without
-        ties, which would send every user through its costly tie handling (5 min on 162k
-        users x 62k movies).
+        The score is ``num_movies - popularity rank`` (float32, exact): the order of the counts
+        with ties broken by movie row, as :func:`topn_metrics` breaks ties, but without ties
+        (which send every user through its costly tie handling) and in half the bytes of the
+        float64 counts (ranking 162k users x 62k movies took 5 min that way).
         """
         _check_fitted(self, "counts")
         num_movies = self.counts.shape[0]
-        ranked = self.counts - np.arange(num_movies) / num_movies
+        ranked = np.empty(num_movies, np.float32)
+        ranked[np.lexsort((np.arange(num_movies), -self.counts))] = np.arange(num_movies, 0, -1)
         return np.broadcast_to(ranked, (len(user_rows), num_movies))
 
     __call__ = scores

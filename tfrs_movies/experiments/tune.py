@@ -21,12 +21,11 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
-import tensorflow as tf
 
 from tfrs_movies.atomic import write_atomic
 from tfrs_movies.config import Config, config_to_toml
@@ -35,20 +34,21 @@ from tfrs_movies.errors import ConfigError, TfrsMoviesError, one_line
 from tfrs_movies.evaluation.pipeline import evaluate_pipeline
 from tfrs_movies.experiments.compare import BEST_RUN_DIR, STUDY_SUMMARY
 from tfrs_movies.experiments.space import Dimension, apply_params
-from tfrs_movies.log import Log, print_line, silent
+from tfrs_movies.experiments.trials import (
+    FINISHED,
+    OBJECTIVE,
+    TrialObjective,
+    base_params,
+    progress_line,
+)
+from tfrs_movies.log import Log, print_line
 from tfrs_movies.rundir import RunPaths, is_run
 from tfrs_movies.train import train_and_evaluate
-from tfrs_movies.train.fit import build_model, fit_model, make_optimizer, seed_everything
-from tfrs_movies.train.hparams import write_hparams
 
 STUDY_NAME = "tfrs_movies"
 STUDY_FILE = "study.db"
 BEST_CONFIG_FILE = "best_config.toml"
 TRIALS_LOGDIR = "tensorboard"
-# The objective: validation Recall@10 of the epoch early stopping keeps. It is the product
-# metric (README protocol), and the metric early stopping already tracks each epoch, so the
-# pruner compares trials on the same per-epoch curve that decides when a trial stops.
-OBJECTIVE = "val_recall@10"
 # Pruning: the first trials always run to the end (they set the median); no trial is judged
 # before its third epoch, when the learning-rate and batch-size effects have shown.
 PRUNER_STARTUP_TRIALS = 4
@@ -57,7 +57,6 @@ PRUNER_STARTUP_TRIALS = 4
 SAMPLER_STARTUP_TRIALS = 4
 PRUNER_WARMUP_EPOCHS = 2
 _OPTUNA_TABLES = {"studies", "trials", "version_info"}
-_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,116 +159,6 @@ def _requeue_dead_trials(study: optuna.Study, storage: optuna.storages.RDBStorag
     return len(dead)
 
 
-def base_params(config: Config, space: Sequence[Dimension]) -> dict[str, Any]:
-    """The base config's value of each searched key that lies in its dimension."""
-    params = {}
-    for dimension in space:
-        section, key = dimension.name.split(".")
-        value = getattr(getattr(config, section), key)
-        if dimension.contains(value):
-            params[dimension.name] = value
-    return params
-
-
-class _PruningReport(tf.keras.callbacks.Callback):
-    """Reports the validation metric after each epoch and stops a trial the pruner rejects."""
-
-    def __init__(self, trial: optuna.Trial):
-        super().__init__()
-        self.trial = trial
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(OBJECTIVE)
-        if value is None:
-            return
-        self.trial.report(float(value), step=epoch + 1)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
-
-
-def _format_params(params: Mapping[str, Any]) -> str:
-    parts = []
-    for name, value in params.items():
-        short = name.split(".", 1)[1]
-        parts.append(f"{short}={value:.3g}" if isinstance(value, float) else f"{short}={value}")
-    return " ".join(parts)
-
-
-class _Objective:
-    """One trial: the base config with the trial's settings, trained on ``fit``, scored on
-    ``validation`` (the test split is never touched here)."""
-
-    def __init__(
-        self, base: Config, prepared: PreparedData, space: Sequence[Dimension], logdir: Path
-    ):
-        self.base, self.prepared, self.space, self.logdir = base, prepared, space, logdir
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        params = {dimension.name: dimension.suggest(trial) for dimension in self.space}
-        config = apply_params(self.base, params)
-        tf.keras.backend.clear_session()
-        seed_everything(config.train.seed)
-        model = build_model(self.prepared, config)
-        model.compile(optimizer=make_optimizer(config))
-        epochs: list[float] = []
-
-        class _Record(tf.keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                if logs and OBJECTIVE in logs:
-                    epochs.append(float(logs[OBJECTIVE]))
-
-        try:
-            fit = fit_model(
-                model,
-                self.prepared,
-                config,
-                log=silent,
-                callbacks=[_Record(), _PruningReport(trial)],
-            )
-            value = -fit.best_validation_value  # recall is stored negated (lower is better)
-            trial.set_user_attr("best_epoch", fit.best_epoch)
-        finally:
-            best_so_far = max(epochs) if epochs else float("nan")
-            write_hparams(
-                self.logdir / f"trial-{trial.number:04d}",
-                config,
-                {OBJECTIVE: best_so_far, "epochs": float(len(epochs))},
-                extra={"trial": trial.number},
-            )
-        return value
-
-
-def _progress(total: int, started: float, log: Log, done_before: int):
-    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        finished = len(study.get_trials(deepcopy=False, states=_FINISHED))
-        elapsed = time.perf_counter() - started
-        done_now = finished - done_before
-        eta = elapsed / done_now * max(total - finished, 0) if done_now else float("nan")
-        if trial.state == optuna.trial.TrialState.COMPLETE:
-            outcome = f"{OBJECTIVE} {trial.value:.4f}"
-        elif trial.state == optuna.trial.TrialState.PRUNED:
-            last = max(trial.intermediate_values.values(), default=float("nan"))
-            outcome = f"pruned at epoch {len(trial.intermediate_values)} ({last:.4f})"
-        else:
-            outcome = trial.state.name.lower()
-        try:
-            best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
-        except ValueError:  # no completed trial yet
-            best = "best -"
-        log(
-            f"trial {trial.number} [{finished}/{total}] {outcome} | {best} | "
-            f"{_format_params(trial.params)} | {_duration(elapsed)} elapsed, "
-            f"ETA {_duration(eta) if math.isfinite(eta) else '-'}"
-        )
-
-    return callback
-
-
 def run_study(
     config: Config,
     workdir: str | Path,
@@ -347,7 +236,7 @@ def run_study(
         study.sampler = optuna.samplers.TPESampler(
             n_startup_trials=SAMPLER_STARTUP_TRIALS, seed=config.train.seed + len(study.trials)
         )
-        done = len(study.get_trials(deepcopy=False, states=_FINISHED))
+        done = len(study.get_trials(deepcopy=False, states=FINISHED))
         log(
             f"study {workdir}: {done} of {trials} trials finished"
             + (f"; {requeued} interrupted trial(s) queued again" if requeued else "")
@@ -355,16 +244,16 @@ def run_study(
         )
         if done < trials:
             study.optimize(
-                _Objective(config, prepared, space, workdir / TRIALS_LOGDIR),
+                TrialObjective(config, prepared, space, workdir / TRIALS_LOGDIR),
                 n_trials=None,
                 timeout=timeout,
                 callbacks=[
-                    _progress(trials, time.perf_counter(), log, done),
-                    optuna.study.MaxTrialsCallback(trials, states=_FINISHED),
+                    progress_line(trials, time.perf_counter(), log, done),
+                    optuna.study.MaxTrialsCallback(trials, states=FINISHED),
                 ],
                 gc_after_trial=True,
             )
-        finished = len(study.get_trials(deepcopy=False, states=_FINISHED))
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
         try:
             best = study.best_trial
         except ValueError:

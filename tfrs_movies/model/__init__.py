@@ -1,7 +1,8 @@
 """The model: towers (ids and side features to vectors), the rating head, the retrieval task,
 and the joint multitask ``tfrs.Model`` whose loss is
-``retrieval_weight * L_retrieval + rating_weight * L_rating``. No I/O: the side-feature tables
-it looks up come from :mod:`tfrs_movies.data.features`.
+``retrieval_weight * L_retrieval + rating_weight * L_rating`` plus an L2 penalty on the
+embedding rows each batch uses (``penalties``), so that a step costs O(batch), not O(vocabulary).
+No I/O: the side-feature tables it looks up come from :mod:`tfrs_movies.data.features`.
 """
 
 from tfrs_movies.model.heads import RatingHead, StatelessDropout

@@ -3,7 +3,8 @@
 ``fit`` holds the model's construction and the Keras ``fit`` call over seeded epochs (with the
 callbacks of ``callbacks``: validation metrics, early stopping, resumable checkpoints, progress,
 TensorBoard); ``run`` is the pipeline config -> prepared data -> fit -> evaluation -> export ->
-finalized run directory; ``distributed`` picks the tf.distribute strategy from ``TF_CONFIG``.
+finalized run directory; ``distributed`` picks the tf.distribute strategy from ``TF_CONFIG``;
+``optimizers`` holds the lazy Adam that updates only the embedding rows in the batch.
 Metric definitions live in :mod:`tfrs_movies.evaluation`, and nothing here uses the Recommender.
 """
 
