@@ -22,7 +22,7 @@ from tfrs_movies.evaluation import (
     BiasOnly,
     MostPopular,
     UserItems,
-    baselines,
+    baseline_suite,
     choose_ials,
     evaluate_baselines,
     ials,
@@ -438,8 +438,8 @@ def test_evaluate_baselines_keys_on_planted_data(monkeypatch):
 
 def test_evaluate_baselines_skips_ease_and_mf_on_large_data_with_a_line(monkeypatch):
     train, test = planted_ratings(2)
-    monkeypatch.setattr(baselines, "EASE_MAX_CATALOGUE", train.num_movies - 1)
-    monkeypatch.setattr(baselines, "BIASED_MF_MAX_RATINGS", train.num_ratings - 1)
+    monkeypatch.setattr(baseline_suite, "EASE_MAX_CATALOGUE", train.num_movies - 1)
+    monkeypatch.setattr(baseline_suite, "BIASED_MF_MAX_RATINGS", train.num_ratings - 1)
     lines: list[str] = []
     got = evaluate_baselines(train, test, ks=(5, 20), log=lines.append)
     assert set(got) == {"most_popular", "bias_only", "global_mean"}

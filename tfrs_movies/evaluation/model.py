@@ -18,7 +18,7 @@ import numpy as np
 
 from tfrs_movies.config import Config
 from tfrs_movies.data.prepare import PreparedData
-from tfrs_movies.evaluation.baselines import evaluate_baselines
+from tfrs_movies.evaluation.baseline_suite import evaluate_baselines
 from tfrs_movies.evaluation.metrics import ScoreFn, rating_metrics, topn_metrics
 from tfrs_movies.log import Log, print_line
 
