@@ -30,7 +30,7 @@ def _config(*extra: str):
     return load_config(overrides=[*TINY, *extra])
 
 
-def _space(config_overrides=()):
+def _space():
     # A small space keeps each trial a couple of seconds; batch size is fixed by TINY.
     return build_space(
         ["model.embedding_dim=16,32"], fixed={"train.batch_size": 256, "train.epochs": 2}

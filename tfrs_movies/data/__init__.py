@@ -12,7 +12,7 @@ training needs. One module per step:
 * ``info``: statistics for ``tfrs-movies data info``;
 * ``splits``: seeded random, temporal and leave-last-n splits;
 * ``vocab``: id vocabularies (the one id <-> row mapping);
-* ``prepare``: ``PreparedData`` (splits, vocabularies, histories) from a config;
+* ``prepare``: ``PreparedData`` (splits, vocabularies, side-feature tables) from a config;
 * ``features``: side-feature tables for the towers.
 
 Nothing here loads TensorFlow except the tfds source, when called: ``tfrs-movies data info`` on

@@ -91,9 +91,9 @@ def compare_runs(paths: Iterable[str | Path]) -> dict[str, Any]:
     baselines: dict[str, Any] = {}
     splits = set()
     for run in expand_runs(paths):
-        paths = RunPaths(run)
-        metrics = json.loads(paths.metrics.read_text())
-        config_path = paths.config
+        run_paths = RunPaths(run)
+        metrics = json.loads(run_paths.metrics.read_text())
+        config_path = run_paths.config
         config = json.loads(config_path.read_text()) if config_path.exists() else {}
         train = config.get("train", {})
         protocol = metrics.get("protocol", {})
