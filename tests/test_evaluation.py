@@ -307,13 +307,40 @@ def test_most_popular_order_excludes_seen():
     train = make_ratings([0, 1, 2, 0, 1, 2], [2, 2, 2, 0, 0, 3], num_users=3, num_movies=4)
     model = MostPopular().fit(train)
     assert model.counts.tolist() == [2, 0, 3, 1]
-    scores = model(np.array([0, 2]))
-    assert scores.shape == (2, 4)
+    assert model(np.array([0, 2])).tolist() == [2, 0, 3, 1]  # one row that both users share
     test = make_ratings([0, 2], [3, 0], num_users=3, num_movies=4)
     got = topn_metrics(model, train, test, ks=(1, 2), ndcg_k=1, coverage_k=1)
     # User 0 saw {0, 2}: list [3, 1] -> hit at 1. User 2 saw {2, 3}: list [0, 1] -> hit at 1.
     assert got["recall@1"] == 1.0
     assert got["coverage@1"] == 0.5
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_scores_shared_by_all_users_rank_as_the_same_row_given_to_each(exclude_seen):
+    # Shared (num_movies,) scores take their own path through topn_metrics (ranked once);
+    # the reference is the per-user path, fed the row broadcast to every user. Integer
+    # counts make ties (broken by movie row), -inf movies are never recommended.
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        num_users, num_movies = int(rng.integers(2, 40)), int(rng.integers(2, 150))
+        pairs = rng.integers(0, [num_users, num_movies], (int(rng.integers(20, 900)), 2))
+        pairs = np.unique(pairs, axis=0)
+        in_test = rng.random(len(pairs)) < 0.3
+        if in_test.all() or not in_test.any():
+            continue
+        train = make_ratings(*pairs[~in_test].T, num_users, num_movies)
+        test = make_ratings(*pairs[in_test].T, num_users, num_movies)
+        counts = MostPopular().fit(train).counts.copy()
+        counts[rng.random(num_movies) < 0.2] = -np.inf
+        kwargs = dict(ks=(1, 10, 100), batch_users=7, exclude_seen=exclude_seen)
+        shared = topn_metrics(lambda rows, row=counts: row, train, test, **kwargs)
+        per_user = topn_metrics(
+            lambda rows, row=counts: np.broadcast_to(row, (len(rows), len(row))),
+            train,
+            test,
+            **kwargs,
+        )
+        assert shared == per_user
 
 
 def ease_reference(x: np.ndarray, l2: float) -> np.ndarray:
@@ -499,7 +526,7 @@ class FavouriteMovie:
     def __init__(self, favourite: int, seed: int) -> None:
         self.favourite = favourite
 
-    def fit(self, train: Ratings) -> FavouriteMovie:
+    def fit(self, train: Ratings, log=None) -> FavouriteMovie:
         self.num_movies = train.num_movies
         return self
 

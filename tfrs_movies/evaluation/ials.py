@@ -46,6 +46,9 @@ IALS_GRID: dict[str, tuple[float, ...]] = {
 # search costs about a minute there and grows with ratings and users x movies beyond.
 IALS_SEARCH_MAX_RATINGS = 1_000_000
 
+# Above this many training ratings a fit uses one thread per core and logs each sweep.
+IALS_THREADED_MIN_RATINGS = 1_000_000
+
 
 class IALS:
     """Implicit-feedback matrix factorization by alternating least squares, from ``implicit``.
@@ -69,8 +72,10 @@ class IALS:
         alpha: confidence of an observed (user, movie) pair.
         iterations: ALS sweeps (each solves all users, then all movies).
         seed: seeds the factor initialization.
-        num_threads: ``implicit``'s threads; 0 means one per core. One by default: on 2 busy
-            cores two threads were 2-3x slower per fit (0.72 s vs 0.32 s on ml-100k).
+        num_threads: ``implicit``'s threads; 0 means one per core. None (the default) is one
+            thread up to :data:`IALS_THREADED_MIN_RATINGS` training ratings and one per core
+            above: on 2 busy cores two threads were 2-3x slower per fit on ml-100k (0.72 s
+            vs 0.32 s), while a fit of 19M ratings keeps both cores busy for minutes.
     """
 
     def __init__(
@@ -80,7 +85,7 @@ class IALS:
         alpha: float = 10.0,
         iterations: int = 15,
         seed: int = 0,
-        num_threads: int = 1,
+        num_threads: int | None = None,
     ) -> None:
         self.factors = int(factors)
         self.regularization = float(regularization)
@@ -101,8 +106,13 @@ class IALS:
             "iterations": self.iterations,
         }
 
-    def fit(self, train: Ratings) -> IALS:
+    def fit(self, train: Ratings, log: Log = silent) -> IALS:
         """Fits the factors on ``train``'s (user, movie) pairs. Returns ``self``.
+
+        Args:
+            train: the ratings to fit.
+            log: receives a line per ALS sweep when ``train`` has more than
+                :data:`IALS_THREADED_MIN_RATINGS` ratings (each sweep then takes seconds).
 
         Raises:
             ValueError: ``train`` has no ratings.
@@ -117,6 +127,13 @@ class IALS:
             (np.ones(seen.indices.shape[0], np.float32), seen.indices, seen.indptr),
             shape=(train.num_users, train.num_movies),
         )
+        large = train.num_ratings > IALS_THREADED_MIN_RATINGS
+        threads = self.num_threads if self.num_threads is not None else (0 if large else 1)
+
+        def progress(iteration: int, seconds: float, loss: float | None) -> None:
+            if large:
+                log(f"ials sweep {iteration + 1}/{self.iterations} ({seconds:.1f}s)")
+
         # Inside the limit, implicit also skips its warning about a multi-threaded BLAS.
         with threadpoolctl.threadpool_limits(1, "blas"):
             model = AlternatingLeastSquares(
@@ -125,9 +142,9 @@ class IALS:
                 alpha=self.alpha,
                 iterations=self.iterations,
                 random_state=self.seed,
-                num_threads=self.num_threads,
+                num_threads=threads,
             )
-            model.fit(user_movies, show_progress=False)
+            model.fit(user_movies, show_progress=False, callback=progress)
         self.user_factors = np.asarray(model.user_factors, np.float32)
         self.movie_factors = np.asarray(model.item_factors, np.float32)
         self._unrated = np.bincount(train.movie_index, minlength=train.num_movies) == 0
@@ -254,7 +271,7 @@ def fit_ials_baseline(
             "value": choice.value,
             "grid_points": len(choice.rows),
         }
-    model = IALS(**params, seed=seed).fit(train)
+    model = IALS(**params, seed=seed).fit(train, log=log)
     settings = ", ".join(f"{name} {value:g}" for name, value in model.params().items())
     log(f"baseline ials: {settings} ({source})")
     return model, {"params": model.params(), "validation": validation_record}

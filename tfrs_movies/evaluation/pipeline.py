@@ -19,13 +19,13 @@ from tfrs_movies import rundir
 from tfrs_movies.config import load_config
 from tfrs_movies.data.prepare import PreparedData, prepare_data
 from tfrs_movies.errors import ArtifactError
-from tfrs_movies.evaluation.metrics import topn_metrics_from_lists
+from tfrs_movies.evaluation.metrics import PROGRESS_SECONDS, topn_metrics_from_lists
 from tfrs_movies.log import Log, print_line, silent
 from tfrs_movies.recommend import DEFAULT_RERANK_WEIGHT, Recommender
 
 # The re-rank curve: 0 is retrieval order; 1000 orders essentially by predicted rating.
 RERANK_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 1000.0)
-PIPELINE_USERS_PER_CALL = 4096  # users per Recommender.recommend call (bounds its memory)
+PIPELINE_USERS_PER_CALL = 4096  # users per Recommender call (bounds its memory)
 
 
 def pipeline_metrics(
@@ -33,14 +33,16 @@ def pipeline_metrics(
 ) -> dict[str, Any]:
     """Top-N metrics of a loaded run on the test split: retrieval order vs re-ranked.
 
-    Every order comes from :meth:`Recommender.recommend` (``num_candidates`` = 100, seen movies
-    excluded), so this measures what downstream code gets and what re-scoring adds.
+    Every order is :meth:`Recommender.recommend`'s (``num_candidates`` = 100, seen movies
+    excluded) at one re-rank weight, so this measures what downstream code gets and what
+    re-scoring adds. The candidates are retrieved and re-scored once, through
+    :meth:`Recommender.rescored_candidates`, and ordered for every weight.
 
     Args:
         recommender: the loaded run.
         prepared: the data the run was trained on (test split and id tables).
         k: list length and metric cut-off.
-        log: receives a line for each order that took 5 s or more to score (large data).
+        log: receives a progress line every :data:`PROGRESS_SECONDS` (large data only).
 
     Returns:
         ``{order: {"recall@k", "ndcg@k"}}`` for ``retrieval_order``, ``reranked`` (the default
@@ -51,30 +53,42 @@ def pipeline_metrics(
     test_users = test_users[prepared.user_vocab_of_row[test_users] > 0]
     user_ids = prepared.ratings.user_ids[test_users].astype(str).tolist()
     row_of_movie = {m: r for r, m in enumerate(prepared.ratings.movie_ids.astype(str).tolist())}
+    # The recommender's movie rows as rows of ``prepared`` (its last entry maps padding -1).
+    row_of_recommender_row = np.array(
+        [row_of_movie[str(m)] for m in recommender.movie_ids] + [-1], np.int64
+    )
     relevant = prepared.test.subset(np.isin(prepared.test.user_index, test_users))
     orders = {"retrieval_order": 0.0, "reranked": DEFAULT_RERANK_WEIGHT}
     orders.update({f"rerank_weight_{w:g}": w for w in RERANK_WEIGHTS})
-    results: dict[str, Any] = {}
-    for number, (name, weight) in enumerate(orders.items(), 1):
-        started = time.perf_counter()
-        # In chunks of users: one call for 162k users ran out of memory (24 GiB) at 25M ratings.
-        lists = [
-            records
-            for start in range(0, len(user_ids), PIPELINE_USERS_PER_CALL)
-            for records in recommender.recommend(
-                user_ids[start : start + PIPELINE_USERS_PER_CALL], k=k, rerank_weight=weight
+    tops: dict[str, list[np.ndarray]] = {name: [] for name in orders}
+    started = shown = time.perf_counter()
+    # Candidates are retrieved and re-scored once and ordered for every weight; in chunks of
+    # users, because one call for 162k users ran out of memory (24 GiB) at 25M ratings.
+    for start in range(0, len(user_ids), PIPELINE_USERS_PER_CALL):
+        rescored = recommender.rescored_candidates(
+            user_ids[start : start + PIPELINE_USERS_PER_CALL], num_candidates=100
+        )
+        for name, weight in orders.items():
+            tops[name].append(
+                row_of_recommender_row[rescored.top_rows(k, weight, recommender.temperature)]
             )
-        ]
-        top = np.full((len(user_ids), k), -1, np.int64)
-        for i, records in enumerate(lists):
-            top[i, : len(records)] = [row_of_movie[r.movie_id] for r in records]
+        if time.perf_counter() - shown >= PROGRESS_SECONDS:
+            shown = time.perf_counter()
+            log(
+                f"pipeline: {start + len(rescored.lengths):,}/{len(user_ids):,} users "
+                f"({shown - started:.0f}s)"
+            )
+    results: dict[str, Any] = {}
+    for name, top in tops.items():
         metrics = topn_metrics_from_lists(
-            top, test_users, relevant, ks=(k,), ndcg_k=k, coverage_k=k
+            np.concatenate(top) if top else np.zeros((0, k), np.int64),
+            test_users,
+            relevant,
+            ks=(k,),
+            ndcg_k=k,
+            coverage_k=k,
         )
         results[name] = {key: metrics[key] for key in (f"recall@{k}", f"ndcg@{k}")}
-        seconds = time.perf_counter() - started
-        if seconds >= 5:  # large data only: small runs keep their one summary line
-            log(f"pipeline order {number}/{len(orders)} ({name}): {seconds:.1f}s")
     results["num_users"] = len(user_ids)
     results["default_rerank_weight"] = DEFAULT_RERANK_WEIGHT
     results["protocol"] = (

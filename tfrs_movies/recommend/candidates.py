@@ -3,11 +3,13 @@
 The ScaNN index returns a fixed number of movies per query. Movies a person already rated and
 movies with too few training ratings are dropped from that answer; when too few survive, the
 query's candidates come from exact search over the whole catalogue instead, so filtering never
-shortens a list that the catalogue could fill.
+shortens a list that the catalogue could fill. :class:`RescoredCandidates` holds the survivors
+of many queries with their predicted ratings and orders them for any re-rank weight.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -96,3 +98,68 @@ def keep_mask(
     if min_ratings > 0:
         keep &= num_ratings[movie_rows] >= min_ratings
     return keep
+
+
+@dataclasses.dataclass(frozen=True)
+class RescoredCandidates:
+    """The candidates of Q queries with their predicted ratings, padded to C columns.
+
+    Attributes:
+        movie_rows: (Q, C) int64 movie rows, best retrieval score first; 0 past ``lengths``.
+        retrieval_scores: (Q, C) float32 retrieval scores; -inf past ``lengths``.
+        predicted_ratings: (Q, C) predicted ratings; 0 past ``lengths``.
+        lengths: (Q,) int64 number of real candidates per query.
+    """
+
+    movie_rows: np.ndarray
+    retrieval_scores: np.ndarray
+    predicted_ratings: np.ndarray
+    lengths: np.ndarray
+
+    @classmethod
+    def from_lists(
+        cls,
+        candidate_rows: Sequence[np.ndarray],
+        candidate_scores: Sequence[np.ndarray],
+        score_fn: Callable[[np.ndarray], np.ndarray],
+    ) -> RescoredCandidates:
+        """Pads per-query candidates (as :func:`select_candidates` returns them) and scores them.
+
+        Args:
+            candidate_rows, candidate_scores: per query, (n,) movie rows and retrieval scores.
+            score_fn: maps (Q, C) movie rows (padded with row 0) to (Q, C) predicted ratings;
+                not called when no query has a candidate.
+        """
+        lengths = np.fromiter((len(r) for r in candidate_rows), np.int64, len(candidate_rows))
+        width = int(lengths.max(initial=0))
+        valid = np.arange(width)[None, :] < lengths[:, None]
+        movie_rows = np.zeros((len(lengths), width), np.int64)
+        scores = np.full((len(lengths), width), -np.inf, np.float32)
+        if width:
+            movie_rows[valid] = np.concatenate(candidate_rows)
+            scores[valid] = np.concatenate(candidate_scores)
+            predicted = np.where(valid, score_fn(movie_rows), 0)
+        else:
+            predicted = np.zeros((len(lengths), 0), np.float32)
+        return cls(movie_rows, scores, predicted, lengths)
+
+    def best(self, k: int, rerank_weight: float, temperature: float) -> np.ndarray:
+        """(Q, min(k, C)) column positions of each query's best ``k`` candidates, best first.
+
+        The order is ``retrieval_score / temperature + rerank_weight * predicted_rating``,
+        ties kept in retrieval order. A query with fewer than ``k`` candidates has its
+        padding columns (positions >= its length) last.
+        """
+        blended = self.retrieval_scores / temperature + rerank_weight * self.predicted_ratings
+        # Padding's -inf retrieval score keeps it last whatever the weight.
+        return np.argsort(-blended, axis=1, kind="stable")[:, :k]
+
+    def top_rows(self, k: int, rerank_weight: float, temperature: float) -> np.ndarray:
+        """(Q, k) movie rows of :meth:`best`, -1 where a query has fewer than ``k``."""
+        positions = self.best(k, rerank_weight, temperature)
+        top = np.full((len(self.lengths), k), -1, np.int64)
+        real = positions < self.lengths[:, None]
+        top[:, : positions.shape[1]] = np.where(
+            real, np.take_along_axis(self.movie_rows, positions, 1), -1
+        )
+        return top

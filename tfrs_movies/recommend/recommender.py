@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tfrs_movies.errors import ArtifactError
 from tfrs_movies.recommend import inputs, rescoring
-from tfrs_movies.recommend.candidates import select_candidates
+from tfrs_movies.recommend.candidates import RescoredCandidates, select_candidates
 from tfrs_movies.recommend.catalogue import Catalogue
 from tfrs_movies.recommend.fold_in import FoldIn
 from tfrs_movies.recommend.records import Recommendation, records
@@ -203,31 +203,62 @@ class Recommender:
                 min_ratings or rerank_weight of the wrong type or out of range.
         """
         k = inputs.count(k, "k")
-        num_candidates = inputs.count(num_candidates, "num_candidates")
-        min_ratings = inputs.count(min_ratings, "min_ratings", minimum=0)
         weight = rescoring.rerank_weight(rerank_weight)
         single = isinstance(user_ids, str | bytes) or not isinstance(user_ids, Iterable)
-        keys = [inputs.identifier(u, "user id") for u in ([user_ids] if single else user_ids)]
-        if not keys:
-            return []
+        rescored = self.rescored_candidates(
+            [user_ids] if single else user_ids,
+            max(k, inputs.count(num_candidates, "num_candidates")),
+            exclude_seen,
+            min_ratings,
+        )
+        return self._records(rescored, k, weight, single)
+
+    def rescored_candidates(
+        self,
+        user_ids: Iterable[str | int],
+        num_candidates: int = 100,
+        exclude_seen: bool = True,
+        min_ratings: int = 0,
+    ) -> RescoredCandidates:
+        """Known users' candidates, filtered and re-scored, before the final order.
+
+        What :meth:`recommend` orders: call
+        ``RescoredCandidates.top_rows(k, rerank_weight, self.temperature)`` to order them for
+        several re-rank weights without retrieving again.
+
+        Args:
+            user_ids: user ids (str or int).
+            num_candidates, exclude_seen, min_ratings: as in :meth:`recommend`.
+
+        Returns:
+            The :class:`~tfrs_movies.recommend.candidates.RescoredCandidates` of the users, in
+            order (at most ``num_candidates`` each).
+
+        Raises:
+            KeyError: an unknown user id. ValueError: a user id that is not a str or int;
+                num_candidates or min_ratings of the wrong type or out of range.
+        """
+        num_candidates = inputs.count(num_candidates, "num_candidates")
+        min_ratings = inputs.count(min_ratings, "min_ratings", minimum=0)
+        keys = [inputs.identifier(u, "user id") for u in user_ids]
         rows = np.array([self.catalogue.user_row(key) for key in keys], np.int64)
+        if not keys:
+            empty = np.zeros((0, 0), np.float32)
+            return RescoredCandidates(empty.astype(np.int64), empty, empty, rows)
         scores, movie_rows = self._index_rows(tf.constant(keys))
         candidate_rows, candidate_scores = select_candidates(
             movie_rows.numpy(),
             scores.numpy(),
-            max(k, num_candidates),
+            num_candidates,
             [self.seen_rows(row) if exclude_seen else None for row in rows],
             self.num_ratings,
             min_ratings,
             self.movie_vectors,
             lambda i: self._query_vector(rows[i]),
         )
-        return self._finish(
+        return RescoredCandidates.from_lists(
             candidate_rows,
             candidate_scores,
-            k,
-            weight,
-            single,
             lambda candidates: self.rescorer.known(rows, candidates),
         )
 
@@ -252,21 +283,23 @@ class Recommender:
         ``score_fn`` maps (Q, C) candidate movie rows (padded with row 0) to (Q, C) predicted
         ratings.
         """
-        width = max((len(rows) for rows in candidate_rows), default=0)
-        if width == 0:
-            results: list[list[Recommendation]] = [[] for _ in candidate_rows]
-            return results[0] if single else results
-        padded = np.zeros((len(candidate_rows), width), np.int64)
-        for i, rows in enumerate(candidate_rows):
-            padded[i, : len(rows)] = rows
-        predicted = score_fn(padded)
+        rescored = RescoredCandidates.from_lists(candidate_rows, candidate_scores, score_fn)
+        return self._records(rescored, k, rerank_weight, single)
+
+    def _records(self, rescored: RescoredCandidates, k: int, rerank_weight: float, single: bool):
+        """The best ``k`` of each query's re-scored candidates as records (one list per query,
+        or the only list when ``single``)."""
+        positions = rescored.best(k, rerank_weight, self.temperature)
         results = []
-        for i, rows in enumerate(candidate_rows):
-            ratings = predicted[i, : len(rows)]
-            blended = candidate_scores[i] / self.temperature + rerank_weight * ratings
-            order = np.argsort(-blended, kind="stable")[:k]
+        for i, length in enumerate(rescored.lengths):
+            taken = positions[i, : min(k, length)]
             results.append(
-                records(self.catalogue, rows[order], candidate_scores[i][order], ratings[order])
+                records(
+                    self.catalogue,
+                    rescored.movie_rows[i, taken],
+                    rescored.retrieval_scores[i, taken],
+                    rescored.predicted_ratings[i, taken],
+                )
             )
         return results[0] if single else results
 
