@@ -272,7 +272,13 @@ def tune_scann(
         identifiers = np.arange(n).astype(str)
     row_of_id = {identifier: row for row, identifier in enumerate(identifiers.tolist())}
     num_leaves = config.num_leaves or max(1, min(n, round(math.sqrt(n))))
+    started = time.perf_counter()
     exact = exact_top_k(queries, candidates, 10)
+    if time.perf_counter() - started >= 5:  # large runs only
+        log(
+            f"scann: exact top-10 of {len(queries):,} queries for the recall check "
+            f"({time.perf_counter() - started:.0f}s)"
+        )
     if config.num_leaves_to_search:
         schedule = [config.num_leaves_to_search]
     else:
@@ -345,14 +351,26 @@ def export_run(
     layer, index_description = tune_scann(
         catalogue, queries, k, config.index, identifiers=movie_ids, log=log
     )
+    stage = time.perf_counter()
+
+    def saved(what: str) -> None:
+        # Large runs only (each save then takes seconds): small ones keep their summary line.
+        nonlocal stage
+        if time.perf_counter() - stage >= 5:
+            log(f"export: saved {what} ({time.perf_counter() - stage:.0f}s)")
+        stage = time.perf_counter()
+
     save_index(layer, model.user_tower, users, movies, dim, paths.retrieval_index)
+    saved("the ScaNN retrieval index")
     brute_force = tfrs.layers.factorized_top_k.BruteForce(k=k)
     brute_force.index(tf.constant(catalogue), identifiers=tf.constant(movie_ids))
     save_index(brute_force, model.user_tower, users, movies, dim, paths.exact_index)
+    saved("the exact index")
 
     ranking = _ranking_module(users, movies, model, dim)
     ranking(tf.constant(user_ids[:1]), tf.constant(movie_ids[:1]))
     _save(ranking, paths.ranking_model)
+    saved("the ranking model")
 
     rundir.write_vocab(
         run_dir,

@@ -19,7 +19,12 @@ import numpy as np
 from tfrs_movies.config import Config
 from tfrs_movies.data.prepare import PreparedData
 from tfrs_movies.evaluation.baseline_suite import evaluate_baselines
-from tfrs_movies.evaluation.metrics import ScoreFn, rating_metrics, topn_metrics
+from tfrs_movies.evaluation.metrics import (
+    PROGRESS_SECONDS,
+    ScoreFn,
+    rating_metrics,
+    topn_metrics,
+)
 from tfrs_movies.log import Log, print_line
 
 # The factorized top-K metric scores every movie for every test rating: O(test x movies), about
@@ -128,7 +133,14 @@ def evaluate_model(
         rng = np.random.default_rng(config.data.split_seed)
         in_sample[rng.choice(num_test, FACTORIZED_MAX_RATINGS, replace=False)] = True
     predictions = []
+    shown = time.perf_counter()
     for start in range(0, num_test, 8192):
+        if time.perf_counter() - shown >= PROGRESS_SECONDS:
+            shown = time.perf_counter()
+            log(
+                f"scored {start:,}/{num_test:,} test ratings "
+                f"(factorized top-K on {int(in_sample.sum()):,} of them, RMSE on all)"
+            )
         batch = {key: value[start : start + 8192] for key, value in test_inputs.items()}
         timestamps = batch["timestamp"] if config.model.use_timestamp else None
         sample = in_sample[start : start + 8192]
