@@ -19,7 +19,10 @@ from tfrs_movies.recommend import (  # noqa: E402
     Recommender,
     rescoring,
 )
-from tfrs_movies.recommend.candidates import select_candidates  # noqa: E402
+from tfrs_movies.recommend.candidates import (  # noqa: E402
+    RescoredCandidates,
+    select_candidates,
+)
 from tfrs_movies.recommend.fold_in import FOLD_IN_L2  # noqa: E402
 from tfrs_movies.recommend.rescoring import NumpyRatingHead  # noqa: E402
 
@@ -75,6 +78,35 @@ def test_batch_equals_one_by_one(recommender: Recommender):
         assert [r.predicted_rating for r in single] == pytest.approx(
             [r.predicted_rating for r in records], abs=1e-5
         )
+
+
+def test_rescored_candidates_known_answer():
+    # Query 0: movies 7, 3, 5 (retrieval 3, 2, 1; predicted 1, 2, 5); query 1: movie 4 only.
+    rescored = RescoredCandidates.from_lists(
+        [np.array([7, 3, 5]), np.array([4])],
+        [np.array([3.0, 2.0, 1.0], np.float32), np.array([0.5], np.float32)],
+        lambda rows: np.select([rows == 3, rows == 5], [2.0, 5.0], 1.0).astype(np.float32),
+    )
+    assert rescored.lengths.tolist() == [3, 1]
+    assert rescored.predicted_ratings[1].tolist() == [1.0, 0.0, 0.0]  # padding scores 0
+    assert rescored.top_rows(2, 0.0, 1.0).tolist() == [[7, 3], [4, -1]]
+    # Weight 1, temperature 1: 3 + 1 = 4, 2 + 2 = 4 (tie: retrieval order), 1 + 5 = 6.
+    assert rescored.top_rows(3, 1.0, 1.0).tolist() == [[5, 7, 3], [4, -1, -1]]
+    # Temperature 0.5 doubles the retrieval part: 6 + 1, 4 + 2, 2 + 5.
+    assert rescored.top_rows(4, 1.0, 0.5).tolist() == [[7, 5, 3, -1], [4, -1, -1, -1]]
+    nothing = RescoredCandidates.from_lists([np.array([], np.int64)], [np.array([])], None)
+    assert nothing.top_rows(2, 1.0, 1.0).tolist() == [[-1, -1]]
+
+
+@pytest.mark.parametrize("weight", [0.0, DEFAULT_RERANK_WEIGHT, 1000.0])
+def test_rescored_candidates_order_as_recommend(recommender: Recommender, weight):
+    users = recommender.user_ids.tolist()
+    rescored = recommender.rescored_candidates(users, num_candidates=20)
+    top = rescored.top_rows(10, weight, recommender.temperature)
+    lists = recommender.recommend(users, k=10, num_candidates=20, rerank_weight=weight)
+    for row, records in zip(top, lists, strict=True):
+        expected = [recommender.movie_row(r.movie_id) for r in records]
+        assert row.tolist() == expected + [-1] * (10 - len(expected))
 
 
 def test_index_padding_is_never_a_candidate(recommender: Recommender):
@@ -150,7 +182,19 @@ def test_numpy_rating_head_known_answer():
         NumpyRatingHead(3.0, np.zeros(2), np.zeros(3), movies, [last])
 
 
-def test_fold_in_reaches_the_minimum(recommender: Recommender):
+@pytest.fixture(params=["exported", "numpy"])
+def fold_in_path(request, recommender: Recommender):
+    """The Recommender folding new people in through its SavedModel (format 2) or in numpy (as
+    for a format 1 run, whose SavedModel has no fold_in signature)."""
+    exported = recommender.exported_fold_in
+    assert exported is not None  # the tiny run is a current export
+    if request.param == "numpy":
+        recommender.exported_fold_in = None
+    yield request.param
+    recommender.exported_fold_in = exported
+
+
+def test_fold_in_reaches_the_minimum(recommender: Recommender, fold_in_path):
     """The folded-in vector minimizes the documented objective: numpy gradient ~ 0 and no
     random nearby point is lower."""
     ratings = {recommender.movie_ids[i]: value for i, value in [(2, 5.0), (5, 4.0), (8, 1.0)]}
@@ -294,7 +338,87 @@ def test_ambiguous_title_lists_the_ids(recommender: Recommender):
         recommender.catalogue.title_rows[title] = [0]
 
 
-def test_new_user_gets_unrated_movies_from_their_ratings(recommender: Recommender):
+def test_exported_and_numpy_fold_in_agree(recommender: Recommender):
+    rng = np.random.default_rng(0)
+    for size in (1, 3, 12):
+        rows = rng.choice(len(recommender.movie_ids), size, replace=False)
+        values = rng.choice([1.0, 2.5, 3.0, 4.0, 5.0], size).astype(np.float32)
+        exported = recommender._fold_in(rows, values)
+        numpy_vector = recommender._numpy_fold_in(rows, values)
+        np.testing.assert_allclose(exported, numpy_vector, atol=1e-4)
+
+
+def _person_tensors(histories: list[dict[str, float]]):
+    """(movie_ids [B, N] padded with "", ratings [B, N]) tensors of people's histories."""
+    import tensorflow as tf
+
+    width = max(len(h) for h in histories)
+    ids = [list(h) + [""] * (width - len(h)) for h in histories]
+    values = [list(h.values()) + [0.0] * (width - len(h)) for h in histories]
+    return tf.constant(ids), tf.constant(values, tf.float32)
+
+
+def test_exported_signatures_serve_new_people_with_plain_tensorflow(
+    recommender: Recommender, tiny_run: Path
+):
+    import scann  # noqa: F401 - what downstream code imports, with tensorflow
+    import tensorflow as tf
+
+    index = tf.saved_model.load(str(tiny_run / "retrieval_index"))
+    ranking = tf.saved_model.load(str(tiny_run / "ranking_model"))
+    ids = recommender.movie_ids.astype(str)
+    person = {ids[2]: 5.0, ids[5]: 4.0, ids[8]: 1.0}
+    with_unknown = {**person, "no-such-movie": 5.0}
+    nobody = {"no-such-movie": 4.0, "": 3.0}
+    movie_ids, ratings = _person_tensors([person, with_unknown, nobody])
+    scores, found = index.recommend_for_ratings(movie_ids, ratings)
+    scores, found = scores.numpy(), found.numpy().astype(str)
+    # At most the index's k (ScaNN may find fewer in the leaves it searches).
+    assert scores.shape == found.shape and scores.shape[0] == 3
+    assert 10 <= scores.shape[1] <= recommender.manifest["index"]["k"]
+    assert all(row.tolist() == sorted(row.tolist(), reverse=True) for row in scores)
+    # Unknown ids and padding are masked out: the same answer as without them.
+    np.testing.assert_array_equal(found[0], found[1])
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5)
+    # The rated movies never come back; they leave ("", -inf) at the end of the list.
+    assert not set(found[0]) & set(person)
+    dropped = found[0] == ""
+    assert np.all(scores[0][dropped] == -np.inf) and np.all(dropped == np.sort(dropped))
+    # The rest is the index's answer for the folded-in vector, in its order.
+    vector = recommender.user_vector(person)
+    _, searched = index.search(tf.constant(vector[None, :]))
+    expected = [m for m in searched.numpy()[0].astype(str) if m not in person]
+    assert found[0][~dropped].tolist() == expected
+    # No known movie: the most-rated movies (ties by catalogue order), scored by their counts.
+    order = np.argsort(-recommender.num_ratings, kind="stable")[: found.shape[1]]
+    assert found[2].tolist() == ids[order].tolist()
+    np.testing.assert_array_equal(scores[2], recommender.num_ratings[order])
+    # The ranking model's signature predicts what the Recommender's new-person path does.
+    records = recommender.recommend_for_ratings(person, k=5)
+    candidates = tf.constant([[r.movie_id for r in records]])
+    predicted = ranking.score_for_ratings(*_person_tensors([person]), candidates).numpy()[0]
+    np.testing.assert_allclose(predicted, [r.predicted_rating for r in records], atol=1e-4)
+
+
+def test_runs_of_format_1_still_load_and_newer_formats_are_refused(tiny_run: Path, tmp_path: Path):
+    import json
+    import shutil
+
+    from tfrs_movies.errors import ArtifactError
+
+    for version, loads in [(1, True), (3, False)]:
+        copy = tmp_path / f"format{version}"
+        shutil.copytree(tiny_run, copy)
+        manifest = json.loads((copy / "manifest.json").read_text())
+        (copy / "manifest.json").write_text(json.dumps({**manifest, "format_version": version}))
+        if loads:
+            assert Recommender.load(copy).recommend(Recommender.load(copy).user_ids[0], k=3)
+        else:
+            with pytest.raises(ArtifactError, match="run format 3; .* reads formats 1, 2"):
+                Recommender.load(copy)
+
+
+def test_new_user_gets_unrated_movies_from_their_ratings(recommender: Recommender, fold_in_path):
     liked = {recommender.movie_ids[i]: 5.0 for i in range(5)}
     records = recommender.recommend_for_ratings(liked, k=8)
     assert len(records) == 8

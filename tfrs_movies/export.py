@@ -23,16 +23,33 @@ from tfrs_movies.config import Config, IndexConfig
 from tfrs_movies.data.prepare import PreparedData
 from tfrs_movies.data.schema import GENRES
 from tfrs_movies.data.vocab import Vocabulary
+from tfrs_movies.fold_in_graph import FoldInGraph
 from tfrs_movies.log import Log, print_line
 
 SAVE_NAMESPACES = ["Scann"]  # ScaNN's ops must be allowed explicitly when saving
 
 
-def _index_module(users: Vocabulary, movies: Vocabulary, user_tower, layer, dim: int):
-    """A tf.Module: string user ids (or query vectors) in, (scores, movie ids) out.
+RATINGS_SIGNATURE = [
+    tf.TensorSpec([None, None], tf.string, name="movie_ids"),
+    tf.TensorSpec([None, None], tf.float32, name="ratings"),
+]  # a person's ratings: movie ids padded with "", and their star ratings
+
+
+def _index_module(
+    users: Vocabulary,
+    movies: Vocabulary,
+    user_tower,
+    layer,
+    dim: int,
+    fold_in: FoldInGraph,
+    popularity: np.ndarray,
+):
+    """A tf.Module: string user ids (or query vectors, or a person's ratings) in, (scores,
+    movie ids) out.
 
     ``rows``/``search_rows`` return positions in ``vocab/movies.csv`` instead of ids, so that
     the Recommender never handles strings for the hundreds of candidates per user.
+    ``fold_in`` and ``recommend_for_ratings`` serve people who were not in training.
     """
 
     class IndexModule(tf.Module):
@@ -42,6 +59,29 @@ def _index_module(users: Vocabulary, movies: Vocabulary, user_tower, layer, dim:
             self.movie_lookup = tf.keras.layers.StringLookup(**movies.string_lookup_config())
             self.user_tower = user_tower
             self.index = layer
+            self.fold_in_graph = fold_in
+            self.movie_ids = tf.constant(movies.ids.astype(str))
+            self.popularity = tf.constant(np.asarray(popularity, np.float32))
+
+        @tf.function(input_signature=RATINGS_SIGNATURE)
+        def fold_in(self, movie_ids, ratings):
+            return self.fold_in_graph(self.movie_lookup(movie_ids), ratings)
+
+        @tf.function(input_signature=RATINGS_SIGNATURE)
+        def recommend_for_ratings(self, movie_ids, ratings):
+            vectors, known = self.fold_in_graph(self.movie_lookup(movie_ids), ratings)
+            scores, ids = self.index(vectors)
+            # A person with no known movie gets the most-rated movies, scored by their counts.
+            popular_scores, popular_rows = tf.math.top_k(self.popularity, tf.shape(ids)[1])
+            scores = tf.where(known[:, None], scores, popular_scores[None, :])
+            ids = tf.where(known[:, None], ids, tf.gather(self.movie_ids, popular_rows)[None, :])
+            # The person's own movies, and ScaNN's padding (NaN scores), go last as ("", -inf).
+            rated = tf.reduce_any(ids[:, :, None] == movie_ids[:, None, :], axis=2)
+            scores = tf.where(rated | tf.math.is_nan(scores), -np.inf, scores)
+            order = tf.argsort(scores, axis=1, direction="DESCENDING", stable=True)
+            scores = tf.gather(scores, order, batch_dims=1)
+            ids = tf.where(scores > -np.inf, tf.gather(ids, order, batch_dims=1), "")
+            return scores, ids
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_ids")])
         def rows(self, user_ids):
@@ -73,8 +113,9 @@ def _index_module(users: Vocabulary, movies: Vocabulary, user_tower, layer, dim:
     return IndexModule()
 
 
-def _ranking_module(users: Vocabulary, movies: Vocabulary, model, dim: int):
-    """A tf.Module: (user id, movie id) strings in, predicted ratings out.
+def _ranking_module(users: Vocabulary, movies: Vocabulary, model, dim: int, fold_in: FoldInGraph):
+    """A tf.Module: (user id, movie id) strings in, predicted ratings out; or a person's ratings
+    and candidate movie ids in (``score_for_ratings``, for people who were not in training).
 
     Its ``rating_head_weights`` attribute names the rating head's variables (``global_mean``,
     ``user_bias`` and ``movie_bias`` (n + 1, 1) by vocabulary index, ``mlp_kernels`` and
@@ -90,6 +131,7 @@ def _ranking_module(users: Vocabulary, movies: Vocabulary, model, dim: int):
             self.user_tower = model.user_tower
             self.movie_tower = model.movie_tower
             self.rating_head = model.rating_head
+            self.fold_in_graph = fold_in
             head = model.rating_head
             dense = [layer for layer in head.mlp.layers if isinstance(layer, tf.keras.layers.Dense)]
             self.rating_head_weights = {
@@ -142,6 +184,23 @@ def _ranking_module(users: Vocabulary, movies: Vocabulary, model, dim: int):
 
         @tf.function(
             input_signature=[
+                *RATINGS_SIGNATURE,
+                tf.TensorSpec([None, None], tf.string, name="candidate_ids"),
+            ]
+        )
+        def score_for_ratings(self, movie_ids, ratings, candidate_ids):
+            # The person's vector from their ratings; their rating bias (the model has none
+            # for them) is their mean residual on the movies they rated, as the Recommender's.
+            rated_index = self.movie_lookup(movie_ids)
+            vectors, _ = self.fold_in_graph(rated_index, ratings)
+            user_index = tf.zeros(tf.shape(vectors)[:1], tf.int64)
+            mask = tf.cast(rated_index > 0, tf.float32)
+            residuals = (ratings - self._rate(user_index, vectors, movie_ids)) * mask
+            offset = tf.reduce_sum(residuals, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)
+            return self._rate(user_index, vectors, candidate_ids) + offset[:, None]
+
+        @tf.function(
+            input_signature=[
                 tf.TensorSpec([None], tf.string, name="user_ids"),
                 tf.TensorSpec([None], tf.string, name="movie_ids"),
             ]
@@ -176,11 +235,14 @@ def save_index(
     movies: Vocabulary,
     dim: int,
     path: Path,
+    fold_in: FoldInGraph,
+    popularity: np.ndarray,
 ) -> None:
     """Saves a top-K index layer as a ``retrieval_index/``-style SavedModel at ``path``.
 
     The SavedModel has the signatures the README lists (``__call__``, ``rows``, ``search``,
-    ``search_rows``, ``query_vectors``, ``serving_default``).
+    ``search_rows``, ``query_vectors``, ``fold_in``, ``recommend_for_ratings``,
+    ``serving_default``).
 
     Args:
         layer: a built ``tfrs.layers.factorized_top_k`` layer (ScaNN or BruteForce) over the
@@ -190,9 +252,13 @@ def save_index(
         movies: the movie vocabulary (for the ``rows`` signatures).
         dim: the vector size, ``dim`` above (the query signatures take (B, dim) vectors).
         path: the SavedModel folder to write.
+        fold_in: folds people outside training in from their ratings.
+        popularity: (M,) training ratings per movie, in ``movies`` order (the fallback of a
+            person with no known movie).
     """
-    module = _index_module(users, movies, user_tower, layer, dim)
+    module = _index_module(users, movies, user_tower, layer, dim, fold_in, popularity)
     module(tf.constant(users.ids[:1]))  # fixes shapes before saving, as ScaNN requires
+    module.recommend_for_ratings(tf.constant([movies.ids[:1].astype(str)]), tf.constant([[4.0]]))
     _save(module, path)
 
 
@@ -360,14 +426,20 @@ def export_run(
             log(f"export: saved {what} ({time.perf_counter() - stage:.0f}s)")
         stage = time.perf_counter()
 
-    save_index(layer, model.user_tower, users, movies, dim, paths.retrieval_index)
+    fold_in = FoldInGraph(model.catalogue_vectors().numpy(), config.model.temperature)
+    popularity = prepared.movie_frequencies[1:]
+    save_index(
+        layer, model.user_tower, users, movies, dim, paths.retrieval_index, fold_in, popularity
+    )
     saved("the ScaNN retrieval index")
     brute_force = tfrs.layers.factorized_top_k.BruteForce(k=k)
     brute_force.index(tf.constant(catalogue), identifiers=tf.constant(movie_ids))
-    save_index(brute_force, model.user_tower, users, movies, dim, paths.exact_index)
+    save_index(
+        brute_force, model.user_tower, users, movies, dim, paths.exact_index, fold_in, popularity
+    )
     saved("the exact index")
 
-    ranking = _ranking_module(users, movies, model, dim)
+    ranking = _ranking_module(users, movies, model, dim, fold_in)
     ranking(tf.constant(user_ids[:1]), tf.constant(movie_ids[:1]))
     _save(ranking, paths.ranking_model)
     saved("the ranking model")

@@ -26,6 +26,7 @@ from common import directory_bytes, format_table, latency_summary
 from tfrs_movies import export
 from tfrs_movies.config import IndexConfig
 from tfrs_movies.data.vocab import Vocabulary
+from tfrs_movies.fold_in_graph import FoldInGraph
 from tfrs_movies.log import Log, print_line
 
 
@@ -64,21 +65,25 @@ def random_vectors(n: int, dim: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, dim), dtype=np.float32)
 
 
-def _saved_index(layer: tf.keras.layers.Layer, dim: int, n: int, path: Path):
-    """Saves an index layer over ``n`` candidates the way ``export_run`` does; loads it back.
+def _saved_index(layer: tf.keras.layers.Layer, candidates: np.ndarray, path: Path):
+    """Saves an index layer over (n, dim) ``candidates`` the way ``export_run`` does; loads it
+    back.
 
-    The user tower is a stand-in (one user, a zero vector): only ``search`` (query vectors in)
-    is timed.
+    The user tower is a stand-in (one user, a zero vector), and so is the new-person fold-in
+    (temperature 1, equal popularity; its vectors are part of the size on disk): only
+    ``search`` (query vectors in) is timed.
 
     Returns:
         (the loaded SavedModel, seconds :func:`~tfrs_movies.export.save_index` took, its
         warm-up call that fixes ScaNN's shapes included).
     """
+    n, dim = candidates.shape
     user_tower = tf.keras.layers.Embedding(2, dim, embeddings_initializer="zeros")
     users = Vocabulary.from_ids(np.array(["u0"]))
     movies = Vocabulary.from_ids(np.arange(n).astype(str))
+    fold_in = FoldInGraph(np.vstack([np.zeros((1, dim), np.float32), candidates]), 1.0)
     started = time.perf_counter()
-    export.save_index(layer, user_tower, users, movies, dim, path)
+    export.save_index(layer, user_tower, users, movies, dim, path, fold_in, np.ones(n))
     save_seconds = time.perf_counter() - started
     return tf.saved_model.load(str(path)), save_seconds
 
@@ -171,7 +176,7 @@ def index_benchmark_one(
     )
     build_seconds = time.perf_counter() - started
     scann_dir = workdir / f"scann_{distribution}_{n}"
-    loaded, save_seconds = _saved_index(layer, dim, n, scann_dir)
+    loaded, save_seconds = _saved_index(layer, candidates, scann_dir)
     del layer
     exact = export.exact_top_k(evaluation, candidates, 10, chunk=64)
     approximate = np.concatenate(
@@ -193,7 +198,7 @@ def index_benchmark_one(
     brute = tfrs.layers.factorized_top_k.BruteForce(k=k)
     brute.index(tf.constant(candidates), identifiers=tf.constant(identifiers))
     brute_dir = workdir / f"brute_{distribution}_{n}"
-    brute_loaded, _ = _saved_index(brute, dim, n, brute_dir)
+    brute_loaded, _ = _saved_index(brute, candidates, brute_dir)
     del brute
     brute_single = _time_single(brute_loaded.search, evaluation[:200], warmup=5)
     brute_qps = _time_batched(brute_loaded.search, evaluation, 1000, min_seconds=1.0, max_rounds=1)

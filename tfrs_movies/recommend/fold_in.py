@@ -2,17 +2,15 @@
 
 The movie vectors stay fixed; the person's vector minimizes the catalogue softmax the retrieval
 task trained with (each rated movie a positive, weighted by its rating) plus an L2 penalty. The
-objective is convex, so a few Newton steps reach its minimum deterministically.
+objective is convex, so a few Newton steps reach its minimum deterministically. The exported
+SavedModels do the same in TensorFlow (:mod:`tfrs_movies.fold_in_graph`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-FOLD_IN_L2 = 5.0
-"""L2 weight on a folded-in vector, relative to the mean softmax loss over the rated movies.
-Tuned on ml-100k (default config): 3-10 best reproduce the trained users' top-50 from 10
-ratings."""
+from tfrs_movies.fold_in_graph import FOLD_IN_L2, rating_weights
 
 
 class FoldIn:
@@ -42,10 +40,7 @@ class FoldIn:
             (D,) float32 vector whose last coordinate is 1 (the bias coordinate); about 0.5 ms
             for 1,682 movies.
         """
-        # Training counts every rating as "chose to watch"; a person telling us a rating also
-        # says how much they liked it, so poorly rated movies pull the vector much less: 2
-        # stars or less count 5%, 4 stars or more fully.
-        weights = np.clip((ratings - 2.0) / 2.0, 0.05, 1.0)
+        weights = rating_weights(np.asarray(ratings, np.float64))
         target = (weights[:, None] * self._movies[rows]).sum(0) / weights.sum()
         return fold_in(self._movies, self._free, self._free32, target, self.temperature)
 

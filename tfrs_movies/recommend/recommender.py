@@ -76,7 +76,10 @@ class Recommender:
         embedding = movie_vectors[:, :-1]  # the last column is the retrieval bias
         norms = np.linalg.norm(embedding, axis=1, keepdims=True)
         self._unit_vectors = embedding / np.maximum(norms, 1e-12)
-        self._fold_in = FoldIn(movie_vectors, self.temperature)
+        # Runs of format 2 fold new people in inside their retrieval_index SavedModel; older
+        # ones have no such signature and fold them in with numpy (the same minimization).
+        self._numpy_fold_in = FoldIn(movie_vectors, self.temperature)
+        self.exported_fold_in = _single_graph(getattr(retrieval_index, "fold_in", None))
 
     # ----------------------------------------------------------------------------- loading
     @classmethod
@@ -333,8 +336,9 @@ class Recommender:
         The movie vectors stay fixed; the user vector minimizes the same catalogue softmax the
         retrieval task trained with (each rated movie a positive, weighted by its rating: 2 stars
         or less count 5%, 4 stars or more fully) plus an L2 penalty (see
-        :mod:`~tfrs_movies.recommend.fold_in`). The last coordinate stays 1 (the bias
-        coordinate).
+        :mod:`~tfrs_movies.fold_in_graph`). The last coordinate stays 1 (the bias
+        coordinate). Computed by the run's ``retrieval_index.fold_in`` signature, or in numpy
+        for runs exported before it existed (format 1).
 
         Args:
             ratings: ``{movie id or exact title: rating}``; at least one.
@@ -346,6 +350,15 @@ class Recommender:
             ValueError: see :meth:`recommend_for_ratings`. KeyError: unknown movie.
         """
         return self._fold_in(*self._rated_rows(ratings))
+
+    def _fold_in(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """(dim,) float32 query vector of one person's rated movie rows (n,) and ratings (n,)."""
+        if self.exported_fold_in is None:
+            return self._numpy_fold_in(rows, values)
+        vectors, _ = self.exported_fold_in(
+            tf.constant(self.movie_ids[rows].astype(str)[None, :]), tf.constant(values[None, :])
+        )
+        return vectors.numpy()[0]
 
     def _rated_rows(self, ratings: Mapping[str | int, float]) -> tuple[np.ndarray, np.ndarray]:
         """(n,) int64 movie rows and (n,) float32 ratings of a person's ``ratings``."""
@@ -417,6 +430,7 @@ class Recommender:
 
 def _single_graph(function):
     """A restored SavedModel function's only concrete function (the same graph, called without
-    the polymorphic dispatch); the function itself when it has several or is not restored."""
+    the polymorphic dispatch); the function itself when it has several or is not restored
+    (None stays None)."""
     graphs = getattr(function, "concrete_functions", None)
     return graphs[0] if graphs is not None and len(graphs) == 1 else function

@@ -24,6 +24,7 @@ name is always complete. metrics.json and manifest.json are written by
 
 from tfrs_movies.rundir.layout import (
     FORMAT_VERSION,
+    READABLE_FORMATS,
     RunPaths,
     file_checksums,
     write_seen,
@@ -40,6 +41,7 @@ from tfrs_movies.rundir.workdir import check_workdir, finalize_run
 
 __all__ = [
     "FORMAT_VERSION",
+    "READABLE_FORMATS",
     "RunPaths",
     "check_workdir",
     "file_checksums",

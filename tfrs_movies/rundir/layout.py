@@ -13,7 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = 1
+# Format 2 (issue 12) adds the new-person signatures: retrieval_index.fold_in and
+# .recommend_for_ratings, ranking_model.score_for_ratings. Format 1 runs still load; the
+# Recommender folds new people in with numpy for them.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 
 # File and folder names, relative to the run directory (POSIX, as the manifest lists them).
 CONFIG = "config.json"

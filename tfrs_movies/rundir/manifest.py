@@ -25,6 +25,7 @@ from tfrs_movies.rundir.layout import (
     MANIFEST,
     METRICS,
     METRICS_PENDING,
+    READABLE_FORMATS,
     REQUIRED_FILES,
     UNVERIFIED_DIRS,
     RunPaths,
@@ -190,10 +191,11 @@ def verify_run(run_dir: str | Path) -> dict[str, Any]:
         manifest = json.loads(paths.manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ArtifactError(f"{paths.manifest} is not valid JSON: {error}") from None
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+    if not isinstance(manifest, dict) or manifest.get("format_version") not in READABLE_FORMATS:
         found = manifest.get("format_version") if isinstance(manifest, dict) else None
         raise ArtifactError(
-            f"{root} has run format {found}; this tfrs_movies reads format {FORMAT_VERSION}"
+            f"{root} has run format {found}; this tfrs_movies reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}"
         )
     listed = manifest.get("files")
     if not isinstance(listed, dict):
