@@ -143,14 +143,22 @@ class RescoredCandidates:
             predicted = np.zeros((len(lengths), 0), np.float32)
         return cls(movie_rows, scores, predicted, lengths)
 
-    def best(self, k: int, rerank_weight: float, temperature: float) -> np.ndarray:
+    def best(
+        self,
+        k: int,
+        rerank_weight: float,
+        temperature: float,
+        movie_prior: np.ndarray | None = None,
+    ) -> np.ndarray:
         """(Q, min(k, C)) column positions of each query's best ``k`` candidates, best first.
 
-        The order is ``retrieval_score / temperature + rerank_weight * predicted_rating``,
-        ties kept in retrieval order. A query with fewer than ``k`` candidates has its
-        padding columns (positions >= its length) last.
+        The order is ``retrieval_score / temperature + rerank_weight * predicted_rating``
+        (``+ movie_prior[movie row]`` when given), ties kept in retrieval order. A query with
+        fewer than ``k`` candidates has its padding columns (positions >= its length) last.
         """
         blended = self.retrieval_scores / temperature + rerank_weight * self.predicted_ratings
+        if movie_prior is not None:
+            blended = blended + movie_prior[self.movie_rows]
         # Padding's -inf retrieval score keeps it last whatever the weight.
         return np.argsort(-blended, axis=1, kind="stable")[:, :k]
 

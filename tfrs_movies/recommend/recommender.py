@@ -80,6 +80,7 @@ class Recommender:
         # ones have no such signature and fold them in with numpy (the same minimization).
         self._numpy_fold_in = FoldIn(movie_vectors, self.temperature)
         self.exported_fold_in = _single_graph(getattr(retrieval_index, "fold_in", None))
+        self._log_popularity = np.log1p(np.asarray(self.num_ratings, np.float64))
 
     # ----------------------------------------------------------------------------- loading
     @classmethod
@@ -280,19 +281,28 @@ class Recommender:
         rerank_weight: float,
         single: bool,
         score_fn: Callable[[np.ndarray], np.ndarray],
+        movie_prior: np.ndarray | None = None,
     ):
         """Re-ranks each query's candidates with one batched ranking call; builds records.
 
         ``score_fn`` maps (Q, C) candidate movie rows (padded with row 0) to (Q, C) predicted
-        ratings.
+        ratings; ``movie_prior`` (M,) is added to the order by movie row (see
+        :meth:`RescoredCandidates.best`).
         """
         rescored = RescoredCandidates.from_lists(candidate_rows, candidate_scores, score_fn)
-        return self._records(rescored, k, rerank_weight, single)
+        return self._records(rescored, k, rerank_weight, single, movie_prior)
 
-    def _records(self, rescored: RescoredCandidates, k: int, rerank_weight: float, single: bool):
+    def _records(
+        self,
+        rescored: RescoredCandidates,
+        k: int,
+        rerank_weight: float,
+        single: bool,
+        movie_prior: np.ndarray | None = None,
+    ):
         """The best ``k`` of each query's re-scored candidates as records (one list per query,
         or the only list when ``single``)."""
-        positions = rescored.best(k, rerank_weight, self.temperature)
+        positions = rescored.best(k, rerank_weight, self.temperature, movie_prior)
         results = []
         for i, length in enumerate(rescored.lengths):
             taken = positions[i, : min(k, length)]
@@ -384,24 +394,43 @@ class Recommender:
         num_candidates: int = 100,
         min_ratings: int = 0,
         rerank_weight: float | None = None,
+        popularity_weight: float | None = None,
     ) -> list[Recommendation]:
         """Recommendations for a person who was not in training, from a few of their ratings.
+
+        The final order is ``retrieval_score / temperature + rerank_weight * predicted_rating
+        + popularity_weight * log(1 + the movie's training ratings)`` (see
+        :data:`~tfrs_movies.recommend.rescoring.NEW_PERSON_POPULARITY_WEIGHT`).
 
         Args:
             ratings: ``{movie id or exact title: rating}``; the rated movies are never returned.
                 Ratings are real numbers (not bools or strings) within 0.5-5; each movie once
                 (an id and the title of the same movie count twice).
-            k, num_candidates, min_ratings, rerank_weight: as in :meth:`recommend`.
+            k, num_candidates, min_ratings: as in :meth:`recommend`.
+            rerank_weight: as in :meth:`recommend`; None uses
+                :data:`~tfrs_movies.recommend.rescoring.NEW_PERSON_RERANK_WEIGHT`.
+            popularity_weight: weight of the popularity prior; None uses
+                :data:`~tfrs_movies.recommend.rescoring.NEW_PERSON_POPULARITY_WEIGHT`; 0 (with
+                ``rerank_weight`` 0.25) orders as :meth:`recommend` does.
 
         Raises:
             ValueError: empty ratings, a bad rating value, a movie given twice, a movie key
-                that is not a str or int, or bad k, num_candidates, min_ratings or
-                rerank_weight. KeyError: unknown movie.
+                that is not a str or int, or bad k, num_candidates, min_ratings,
+                rerank_weight or popularity_weight. KeyError: unknown movie.
         """
         k = inputs.count(k, "k")
         num_candidates = inputs.count(num_candidates, "num_candidates")
         min_ratings = inputs.count(min_ratings, "min_ratings", minimum=0)
-        weight = rescoring.rerank_weight(rerank_weight)
+        weight = (
+            rescoring.NEW_PERSON_RERANK_WEIGHT
+            if rerank_weight is None
+            else inputs.weight(rerank_weight, "rerank_weight")
+        )
+        popularity = (
+            rescoring.NEW_PERSON_POPULARITY_WEIGHT
+            if popularity_weight is None
+            else inputs.weight(popularity_weight, "popularity_weight")
+        )
         rows, values = self._rated_rows(ratings)
         vector = self._fold_in(rows, values)
         scores, movie_rows = self._index_search_rows(tf.constant(vector[None, :]))
@@ -425,7 +454,8 @@ class Recommender:
             offset = np.mean(values - both[0, -len(rows) :])
             return both[:, : -len(rows)] + offset
 
-        return self._finish(candidate_rows, candidate_scores, k, weight, True, score)
+        prior = popularity * self._log_popularity if popularity else None
+        return self._finish(candidate_rows, candidate_scores, k, weight, True, score, prior)
 
 
 def _single_graph(function):
