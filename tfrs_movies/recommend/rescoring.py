@@ -4,11 +4,11 @@ A call into a TensorFlow SavedModel costs 0.15-0.2 ms of CPU on a small machine 
 trivial function, and 0.4-0.5 ms to re-score 100 candidates; numpy does the latter in about
 0.07 ms (measured on ml-100k, 2-core machine). The numpy head is built from the variables the
 ranking SavedModel names in its ``rating_head_weights`` attribute (see
-:mod:`tfrs_movies.export`); runs exported before that attribute existed are read by the tf-keras
-object names their SavedModel was saved with. The :class:`~tfrs_movies.recommend.Recommender`
-uses the numpy head only after it reproduced the SavedModel's predictions on a sample
-(:func:`max_difference`), so a misread head is never used; otherwise it keeps calling the
-SavedModel.
+:mod:`tfrs_movies.saved_modules`); runs exported before that attribute existed are read by the
+tf-keras object names their SavedModel was saved with. The
+:class:`~tfrs_movies.recommend.Recommender` uses the numpy head only after it reproduced the
+SavedModel's predictions on a sample (:func:`max_difference`), so a misread head is never used;
+otherwise it keeps calling the SavedModel.
 """
 
 from __future__ import annotations
