@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # for the annotation only: catalogue imports this module
+    from tfrs_movies.recommend.catalogue import Catalogue
 
 MIN_RATING, MAX_RATING = 0.5, 5.0
 """The star scale a person's ratings must lie within (MovieLens uses 0.5-5)."""
@@ -76,3 +81,30 @@ def rating(movie: object, value: object) -> float:
             f"rating of {movie!r} must be within {MIN_RATING:g}-{MAX_RATING:g}, got {value!r}"
         )
     return float(value)
+
+
+def person_ratings(catalogue: Catalogue, ratings: object) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) int64 movie rows and (n,) float32 ratings of a person's ``ratings``.
+
+    Args:
+        catalogue: the run's movies (ids and exact titles are both accepted as keys).
+        ratings: ``{movie id or exact title: rating}``.
+
+    Raises:
+        ValueError: not a non-empty mapping, a bad rating (see :func:`rating`), or a movie
+            given twice (by id and by title count as twice). KeyError: an unknown movie.
+    """
+    if not isinstance(ratings, Mapping) or not ratings:
+        raise ValueError("ratings must be a non-empty mapping {movie id or title: rating}")
+    given: dict[int, object] = {}  # movie row -> the key it was given by
+    values = []
+    for movie, value in ratings.items():
+        values.append(rating(movie, value))
+        row = catalogue.movie_row(movie)
+        if row in given:
+            raise ValueError(
+                f"movie {catalogue.movies.ids[row]} ({catalogue.titles[row]}) is rated twice, "
+                f"as {given[row]!r} and as {movie!r}; give each movie once"
+            )
+        given[row] = movie
+    return np.fromiter(given, np.int64, len(given)), np.asarray(values, np.float32)

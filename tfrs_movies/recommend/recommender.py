@@ -359,7 +359,7 @@ class Recommender:
         Raises:
             ValueError: see :meth:`recommend_for_ratings`. KeyError: unknown movie.
         """
-        return self._fold_in(*self._rated_rows(ratings))
+        return self._fold_in(*inputs.person_ratings(self.catalogue, ratings))
 
     def _fold_in(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
         """(dim,) float32 query vector of one person's rated movie rows (n,) and ratings (n,)."""
@@ -369,23 +369,6 @@ class Recommender:
             tf.constant(self.movie_ids[rows].astype(str)[None, :]), tf.constant(values[None, :])
         )
         return vectors.numpy()[0]
-
-    def _rated_rows(self, ratings: Mapping[str | int, float]) -> tuple[np.ndarray, np.ndarray]:
-        """(n,) int64 movie rows and (n,) float32 ratings of a person's ``ratings``."""
-        if not isinstance(ratings, Mapping) or not ratings:
-            raise ValueError("ratings must be a non-empty mapping {movie id or title: rating}")
-        given: dict[int, object] = {}  # movie row -> the key it was given by
-        values = []
-        for movie, rating in ratings.items():
-            values.append(inputs.rating(movie, rating))
-            row = self.movie_row(movie)
-            if row in given:
-                raise ValueError(
-                    f"movie {self.movie_ids[row]} ({self.titles[row]}) is rated twice, as "
-                    f"{given[row]!r} and as {movie!r}; give each movie once"
-                )
-            given[row] = movie
-        return np.fromiter(given, np.int64, len(given)), np.asarray(values, np.float32)
 
     def recommend_for_ratings(
         self,
@@ -421,17 +404,11 @@ class Recommender:
         k = inputs.count(k, "k")
         num_candidates = inputs.count(num_candidates, "num_candidates")
         min_ratings = inputs.count(min_ratings, "min_ratings", minimum=0)
-        weight = (
-            rescoring.NEW_PERSON_RERANK_WEIGHT
-            if rerank_weight is None
-            else inputs.weight(rerank_weight, "rerank_weight")
+        weight = rescoring.rerank_weight(rerank_weight, rescoring.NEW_PERSON_RERANK_WEIGHT)
+        popularity = rescoring.rerank_weight(
+            popularity_weight, rescoring.NEW_PERSON_POPULARITY_WEIGHT, "popularity_weight"
         )
-        popularity = (
-            rescoring.NEW_PERSON_POPULARITY_WEIGHT
-            if popularity_weight is None
-            else inputs.weight(popularity_weight, "popularity_weight")
-        )
-        rows, values = self._rated_rows(ratings)
+        rows, values = inputs.person_ratings(self.catalogue, ratings)
         vector = self._fold_in(rows, values)
         scores, movie_rows = self._index_search_rows(tf.constant(vector[None, :]))
         candidate_rows, candidate_scores = select_candidates(

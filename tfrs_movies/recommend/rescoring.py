@@ -53,13 +53,15 @@ rerank weights 0.25, 1, the highest mean NDCG@10 among the settings that beat mo
 Recall@10 and NDCG@10 on both."""
 
 
-def rerank_weight(value: float | None) -> float:
-    """The rerank weight to use: :data:`DEFAULT_RERANK_WEIGHT` for None, else ``value``.
+def rerank_weight(
+    value: float | None, default: float = DEFAULT_RERANK_WEIGHT, name: str = "rerank_weight"
+) -> float:
+    """The weight to use: ``default`` for None, else ``value`` (checked, named ``name``).
 
     Raises:
         ValueError: ``value`` is not a finite real number (bools and strings included).
     """
-    return DEFAULT_RERANK_WEIGHT if value is None else inputs.weight(value, "rerank_weight")
+    return default if value is None else inputs.weight(value, name)
 
 
 class NumpyRatingHead:
