@@ -11,7 +11,7 @@ from tfrs_movies.errors import ConfigError
 tf = pytest.importorskip("tensorflow")
 
 from tfrs_movies.data.features import FeatureTables, release_year, title_words  # noqa: E402
-from tfrs_movies.model import MovieLensModel  # noqa: E402
+from tfrs_movies.model import CatalogueRetrieval, MovieLensModel  # noqa: E402
 from tfrs_movies.model.penalties import inverse_presence  # noqa: E402
 
 NUM_USERS, NUM_MOVIES = 4, 6
@@ -65,16 +65,26 @@ BATCH = {
 }
 
 
-def _reference_losses(model: MovieLensModel, negatives: str) -> tuple[float, float]:
+# Users 1 and 3 rate twice: the catalogue softmax scores each distinct user once.
+REPEATED_USERS_BATCH = {
+    "user": np.array([3, 1, 3, 1, 2], np.int32),
+    "movie": np.array([2, 4, 5, 1, 2], np.int32),
+    "rating": np.array([4.0, 2.0, 5.0, 1.0, 3.5], np.float32),
+}
+
+
+def _reference_losses(
+    model: MovieLensModel, negatives: str, batch: dict = BATCH
+) -> tuple[float, float]:
     """Numpy re-computation of both task losses from the model's own tower outputs."""
-    users = model.user_tower(BATCH["user"]).numpy()
+    users = model.user_tower(batch["user"]).numpy()
     catalogue = model.catalogue_vectors().numpy()
-    positives = catalogue[BATCH["movie"]]
-    predictions = model.predict_ratings(BATCH["user"], BATCH["movie"]).numpy()
-    rating_loss = float(np.mean((predictions - BATCH["rating"]) ** 2))
+    positives = catalogue[batch["movie"]]
+    predictions = model.predict_ratings(batch["user"], batch["movie"]).numpy()
+    rating_loss = float(np.mean((predictions - batch["rating"]) ** 2))
     if negatives == "catalogue":
         logits = users @ catalogue.T / 0.5  # every movie (incl. the OOV row) is a candidate
-        target = logits[np.arange(3), BATCH["movie"]]
+        target = logits[np.arange(len(users)), batch["movie"]]
     else:
         logits = users @ positives.T / 0.5
         probability = model.sampling_probability.numpy()[BATCH["movie"]]
@@ -98,6 +108,49 @@ def test_loss_is_the_weighted_sum_of_hand_computed_task_losses(negatives, weight
     assert float(got_rating) == pytest.approx(rating, rel=1e-5)
     total = float(model.compute_loss(BATCH, training=False))
     assert total == pytest.approx(weights[0] * retrieval + weights[1] * rating, rel=1e-5)
+
+
+@pytest.mark.parametrize("weights", [(1.0, 0.0), (2.0, 0.5)])
+def test_catalogue_loss_with_repeated_users_matches_the_per_example_softmax(weights):
+    model = _model("catalogue", *weights)
+    retrieval, rating = _reference_losses(model, "catalogue", REPEATED_USERS_BATCH)
+    got_retrieval, got_rating = model.task_losses(REPEATED_USERS_BATCH, training=False)
+    assert float(got_retrieval) == pytest.approx(retrieval, rel=1e-5)
+    assert float(got_rating) == pytest.approx(rating, rel=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [None, 0.25])
+def test_distinct_query_catalogue_loss_equals_the_one_hot_loss_and_its_gradients(temperature):
+    rng = np.random.default_rng(0)
+    queries = tf.constant(rng.normal(size=(3, 4)), tf.float32)  # 3 distinct queries
+    catalogue = tf.constant(rng.normal(size=(7, 4)), tf.float32)
+    query_rows = tf.constant([0, 2, 0, 1, 2, 2])
+    positive_rows = tf.constant([6, 0, 3, 3, 1, 6])
+    task = CatalogueRetrieval(temperature=temperature)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([queries, catalogue])
+        per_example = task.catalogue_loss(tf.gather(queries, query_rows), catalogue, positive_rows)
+        distinct = task.catalogue_loss(queries, catalogue, positive_rows, query_rows=query_rows)
+    # Hand-computed: sum over examples of logsumexp(scores) - the positive's score.
+    scores = queries.numpy()[query_rows.numpy()] @ catalogue.numpy().T / (temperature or 1.0)
+    expected = np.sum(np.log(np.exp(scores).sum(1)) - scores[np.arange(6), positive_rows.numpy()])
+    assert float(per_example) == pytest.approx(expected, rel=1e-5)
+    assert float(distinct) == pytest.approx(expected, rel=1e-5)
+    for variable in (queries, catalogue):
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(tape.gradient(distinct, variable)).numpy(),
+            tf.convert_to_tensor(tape.gradient(per_example, variable)).numpy(),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+
+def test_distinct_query_catalogue_loss_refuses_a_custom_loss():
+    task = CatalogueRetrieval(loss=tf.keras.losses.CategoricalHinge())
+    with pytest.raises(ValueError, match="default loss"):
+        task.catalogue_loss(
+            tf.ones([1, 2]), tf.ones([3, 2]), tf.constant([1]), query_rows=tf.constant([0])
+        )
 
 
 @pytest.mark.parametrize(

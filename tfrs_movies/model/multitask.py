@@ -94,9 +94,7 @@ class MovieLensModel(tfrs.models.Model):
         # Losses are summed here and divided by the batch size in task_losses, so that the loss
         # weights mean the same at any batch size and under tf.distribute replication.
         self.retrieval_task = CatalogueRetrieval(
-            loss=tf.keras.losses.CategoricalCrossentropy(
-                from_logits=True, reduction=tf.keras.losses.Reduction.SUM
-            ),
+            # The default loss: a summed softmax cross-entropy from logits.
             temperature=config.temperature,
             remove_accidental_hits=negatives == "in_batch",
             name="retrieval",
@@ -121,7 +119,15 @@ class MovieLensModel(tfrs.models.Model):
         """
         user_index = tf.cast(features["user"], tf.int32)
         movie_index = tf.cast(features["movie"], tf.int32)
-        user_vectors = self.user_tower(user_index, features.get("timestamp"))
+        distinct_users = None
+        if self.negatives == "catalogue" and not self.user_tower.use_timestamp:
+            # The query is a function of the user alone: score each distinct user against the
+            # catalogue once (see CatalogueRetrieval.catalogue_loss).
+            distinct_users = tf.unique(user_index)
+            distinct_vectors = self.user_tower(distinct_users.y)
+            user_vectors = tf.gather(distinct_vectors, distinct_users.idx)
+        else:
+            user_vectors = self.user_tower(user_index, features.get("timestamp"))
         movie_vectors = self.movie_tower(movie_index)
         # A tensor, not the variable: Keras' SavedModel tracing cannot retrace variable arguments.
         step = (
@@ -138,9 +144,17 @@ class MovieLensModel(tfrs.models.Model):
             compute_metrics=not training,
         )
         if self.negatives == "catalogue":
-            retrieval_loss = self.retrieval_task.catalogue_loss(
-                user_vectors, self.catalogue_vectors(), movie_index
-            )
+            if distinct_users is None:
+                retrieval_loss = self.retrieval_task.catalogue_loss(
+                    user_vectors, self.catalogue_vectors(), movie_index
+                )
+            else:
+                retrieval_loss = self.retrieval_task.catalogue_loss(
+                    distinct_vectors,
+                    self.catalogue_vectors(),
+                    movie_index,
+                    query_rows=distinct_users.idx,
+                )
         else:
             # In-batch sampled softmax, corrected for popularity-proportional sampling (logQ).
             retrieval_loss = self.retrieval_task(
