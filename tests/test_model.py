@@ -32,8 +32,11 @@ def _tables() -> FeatureTables:
     )
 
 
-def _model(negatives: str, retrieval_weight: float, rating_weight: float) -> MovieLensModel:
+def _model(
+    negatives: str, retrieval_weight: float, rating_weight: float, use_timestamp: bool = False
+) -> MovieLensModel:
     config = ModelConfig(
+        use_timestamp=use_timestamp,
         embedding_dim=3,
         use_genres=False,
         use_year=False,
@@ -117,6 +120,21 @@ def test_catalogue_loss_with_repeated_users_matches_the_per_example_softmax(weig
     got_retrieval, got_rating = model.task_losses(REPEATED_USERS_BATCH, training=False)
     assert float(got_retrieval) == pytest.approx(retrieval, rel=1e-5)
     assert float(got_rating) == pytest.approx(rating, rel=1e-5)
+
+
+def test_catalogue_loss_with_timestamps_scores_each_example_s_own_query():
+    # With timestamps the query depends on the example, not on the user alone.
+    model = _model("catalogue", 1.0, 0.0, use_timestamp=True)
+    batch = dict(REPEATED_USERS_BATCH, timestamp=np.array([0.0, 1.0, 2.0, -1.0, 0.5], np.float32))
+    got_retrieval, _ = model.task_losses(batch, training=False)  # builds the timestamp layer
+    model.user_tower.timestamp_projection.kernel.assign([[0.3, -0.2, 0.5]])
+    got_retrieval, _ = model.task_losses(batch, training=False)
+    users = model.user_tower(batch["user"], batch["timestamp"]).numpy()
+    assert not np.allclose(users[0], users[2])  # user 3 at two times: two queries
+    logits = users @ model.catalogue_vectors().numpy().T / 0.5
+    log_normalizer = np.log(np.exp(logits).sum(1))
+    expected = np.mean(log_normalizer - logits[np.arange(5), batch["movie"]])
+    assert float(got_retrieval) == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("temperature", [None, 0.25])

@@ -119,15 +119,15 @@ class MovieLensModel(tfrs.models.Model):
         """
         user_index = tf.cast(features["user"], tf.int32)
         movie_index = tf.cast(features["movie"], tf.int32)
-        distinct_users = None
         if self.negatives == "catalogue" and not self.user_tower.use_timestamp:
             # The query is a function of the user alone: score each distinct user against the
             # catalogue once (see CatalogueRetrieval.catalogue_loss).
             distinct_users = tf.unique(user_index)
-            distinct_vectors = self.user_tower(distinct_users.y)
-            user_vectors = tf.gather(distinct_vectors, distinct_users.idx)
+            queries, query_rows = self.user_tower(distinct_users.y), distinct_users.idx
+            user_vectors = tf.gather(queries, query_rows)
         else:
             user_vectors = self.user_tower(user_index, features.get("timestamp"))
+            queries, query_rows = user_vectors, None
         movie_vectors = self.movie_tower(movie_index)
         # A tensor, not the variable: Keras' SavedModel tracing cannot retrace variable arguments.
         step = (
@@ -144,17 +144,9 @@ class MovieLensModel(tfrs.models.Model):
             compute_metrics=not training,
         )
         if self.negatives == "catalogue":
-            if distinct_users is None:
-                retrieval_loss = self.retrieval_task.catalogue_loss(
-                    user_vectors, self.catalogue_vectors(), movie_index
-                )
-            else:
-                retrieval_loss = self.retrieval_task.catalogue_loss(
-                    distinct_vectors,
-                    self.catalogue_vectors(),
-                    movie_index,
-                    query_rows=distinct_users.idx,
-                )
+            retrieval_loss = self.retrieval_task.catalogue_loss(
+                queries, self.catalogue_vectors(), movie_index, query_rows=query_rows
+            )
         else:
             # In-batch sampled softmax, corrected for popularity-proportional sampling (logQ).
             retrieval_loss = self.retrieval_task(
