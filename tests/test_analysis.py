@@ -86,6 +86,7 @@ def test_analyze_planted_run_dir(tmp_path: Path):
 
 def test_analyze_a_trained_tiny_run(tmp_path: Path, capsys):
     from tfrs_movies.config import load_config
+    from tfrs_movies.model.multitask import CATALOGUE_ENSEMBLE_SIZE
     from tfrs_movies.train import train_and_evaluate
 
     config = load_config(
@@ -105,7 +106,9 @@ def test_analyze_a_trained_tiny_run(tmp_path: Path, capsys):
     assert "genre purity" in out and "vs random" in out
     analysis = run_dir / "analysis"
     summary = json.loads((analysis / "clusters.json").read_text())
-    assert len(summary["clusters"]) == 3 and summary["embedding_dim"] == 8
+    # The movie vectors the run serves: every ensemble member's 8 dimensions, side by side.
+    assert len(summary["clusters"]) == 3
+    assert summary["embedding_dim"] == 8 * CATALOGUE_ENSEMBLE_SIZE
     assert sum(c["size"] for c in summary["clusters"]) == summary["num_movies"]
     assert all(c["top_titles"] and c["dominant_genres"] for c in summary["clusters"])
     markdown = (analysis / "clusters.md").read_text()

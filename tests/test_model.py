@@ -33,9 +33,14 @@ def _tables() -> FeatureTables:
 
 
 def _model(
-    negatives: str, retrieval_weight: float, rating_weight: float, use_timestamp: bool = False
+    negatives: str,
+    retrieval_weight: float,
+    rating_weight: float,
+    use_timestamp: bool = False,
+    ensemble_size: int = 1,
 ) -> MovieLensModel:
     config = ModelConfig(
+        ensemble_size=ensemble_size,
         use_timestamp=use_timestamp,
         embedding_dim=3,
         use_genres=False,
@@ -214,8 +219,17 @@ def test_title_parsing(title, year, words):
         assert title_words(title) == words
 
 
-def test_l2_penalty_covers_only_the_distinct_rows_of_the_batch():
-    config = ModelConfig(embedding_dim=3, rating_hidden_units=(4,), embedding_l2=0.5)
+@pytest.mark.parametrize("negatives", ["in_batch", "catalogue"])
+def test_l2_penalty_covers_the_rows_the_loss_moves(negatives):
+    """In-batch negatives: the distinct rows of the batch. The catalogue softmax moves every
+    movie row each step, so every movie-tower row is penalized, once."""
+    config = ModelConfig(
+        embedding_dim=3,
+        ensemble_size=1,
+        rating_hidden_units=(4,),
+        embedding_l2=0.5,
+        retrieval_negatives=negatives,
+    )
     tf.keras.utils.set_random_seed(1)
     model = MovieLensModel(
         NUM_USERS, NUM_MOVIES, _tables(), 3.5, np.ones(NUM_MOVIES + 1), config, seed=0
@@ -231,8 +245,12 @@ def test_l2_penalty_covers_only_the_distinct_rows_of_the_batch():
     model.rating_head.movie_bias.embeddings.assign(tf.fill([NUM_MOVIES + 1, 1], 3.0))
     users = model.user_tower.user_embedding.embeddings.numpy()
     movies = model.movie_tower.movie_embedding.embeddings.numpy()
+    penalized_movies = [2, 5] if negatives == "in_batch" else list(range(NUM_MOVIES + 1))
     expected = 0.5 * (
-        np.square(users[[1, 3]]).sum() + np.square(movies[[2, 5]]).sum() + 2 * 4.0 + 2 * 9.0
+        np.square(users[[1, 3]]).sum()
+        + np.square(movies[penalized_movies]).sum()
+        + 2 * 4.0
+        + 2 * 9.0
     )
     with tf.GradientTape() as tape:
         penalty = model.penalty(batch)
@@ -250,3 +268,161 @@ def test_inverse_presence_makes_the_batch_penalty_an_unbiased_whole_table_l2():
     # example is never in a batch (weight 1, unused).
     presence = 1 - (1 - counts[1:] / 10) ** 2
     np.testing.assert_allclose(weights, [1.0, *(1 / presence)], rtol=1e-6)
+
+
+def _member_slices(vectors: np.ndarray, members: int) -> list[np.ndarray]:
+    """Splits (n, members * dim + 1) tower outputs into members' (n, dim) slices."""
+    return np.split(vectors[:, :-1], members, axis=1)
+
+
+@pytest.mark.parametrize("negatives", ["catalogue", "in_batch"])
+@pytest.mark.parametrize("batch", [BATCH, REPEATED_USERS_BATCH], ids=["distinct", "repeated"])
+def test_ensemble_losses_are_the_sums_of_the_members_own_losses(negatives, batch):
+    """Each member: its own slices, its own retrieval bias, its own softmax and rating head."""
+    members = 3
+    model = _model(negatives, 1.0, 1.0, ensemble_size=members)
+    model.task_losses(batch)  # builds the weights
+    # Distinct retrieval biases per member, so that a mix-up between members would show.
+    biases = np.arange((NUM_MOVIES + 1) * members, dtype=np.float32).reshape(-1, members) / 10
+    model.movie_tower.bias.embeddings.assign(biases)
+    retrieval_loss, rating_loss = (float(x) for x in model.task_losses(batch))
+    users = _member_slices(model.user_tower(batch["user"]).numpy(), members)
+    catalogue = model.movie_tower.embedding_parts(tf.range(NUM_MOVIES + 1))[0].numpy()
+    member_catalogues = np.split(catalogue, members, axis=1)
+    expected_retrieval = 0.0
+    for k in range(members):
+        query = np.concatenate([users[k], np.ones((len(users[k]), 1))], 1)
+        movies = np.concatenate([member_catalogues[k], biases[:, k : k + 1]], 1)
+        if negatives == "catalogue":
+            logits = query @ movies.T / 0.5
+            target = logits[np.arange(len(query)), batch["movie"]]
+        else:
+            positives = movies[batch["movie"]]
+            logits = query @ positives.T / 0.5
+            probability = model.sampling_probability.numpy()[batch["movie"]]
+            logits = logits - np.log(probability)[None, :]
+            same = batch["movie"][:, None] == batch["movie"][None, :]
+            logits = np.where(same & ~np.eye(len(query), dtype=bool), -np.inf, logits)
+            target = np.diag(logits)
+        peak = logits.max(1, keepdims=True)
+        normalizer = np.log(np.exp(logits - peak).sum(1)) + peak[:, 0]
+        expected_retrieval += float(np.mean(normalizer - target))
+    np.testing.assert_allclose(retrieval_loss, expected_retrieval, rtol=1e-5)
+    member_predictions = model.rating_head.member_predictions(
+        batch["user"],
+        batch["movie"],
+        model.user_tower(batch["user"]),
+        model.movie_tower(batch["movie"]),
+    ).numpy()
+    assert member_predictions.shape == (len(batch["user"]), members)
+    expected_rating = np.mean((member_predictions - batch["rating"][:, None]) ** 2, 0).sum()
+    np.testing.assert_allclose(rating_loss, expected_rating, rtol=1e-5)
+    np.testing.assert_allclose(
+        model.predict_ratings(batch["user"], batch["movie"]).numpy(),
+        member_predictions.mean(1),
+        rtol=1e-6,
+    )
+
+
+def test_ensemble_members_do_not_read_each_other():
+    """Changing member 1's embeddings and biases leaves member 0's losses as they were."""
+    model = _model("catalogue", 1.0, 1.0, ensemble_size=2)
+    model.task_losses(BATCH)
+
+    def member_zero_losses():
+        users = model.user_tower.member_vectors(model.user_tower(BATCH["user"]))[0]
+        movies = model.movie_tower.member_vectors(tf.range(NUM_MOVIES + 1))[0]
+        retrieval = model.retrieval_task.catalogue_loss(users, movies, BATCH["movie"])
+        ratings = model.rating_head.member_predictions(
+            BATCH["user"],
+            BATCH["movie"],
+            model.user_tower(BATCH["user"]),
+            model.movie_tower(BATCH["movie"]),
+        )[:, 0]
+        return float(retrieval), ratings.numpy()
+
+    before = member_zero_losses()
+    for table in (model.user_tower.user_embedding, model.movie_tower.movie_embedding):
+        values = table.embeddings.numpy()
+        values[:, 3:] += 1.0  # member 1's columns (embedding_dim 3)
+        table.embeddings.assign(values)
+    for table in (
+        model.movie_tower.bias,
+        model.rating_head.user_bias,
+        model.rating_head.movie_bias,
+    ):
+        values = table.embeddings.numpy()
+        values[:, 1] += 1.0
+        table.embeddings.assign(values)
+    after = member_zero_losses()
+    assert after[0] == pytest.approx(before[0], rel=1e-6)
+    np.testing.assert_allclose(after[1], before[1], rtol=1e-6)
+
+
+def test_ensemble_served_score_is_the_sum_of_the_members_scores():
+    members = 2
+    model = _model("catalogue", 1.0, 1.0, ensemble_size=members)
+    model.task_losses(BATCH)
+    model.movie_tower.bias.embeddings.assign(
+        np.random.default_rng(0).normal(size=(NUM_MOVIES + 1, members)).astype(np.float32)
+    )
+    served = model.user_tower(BATCH["user"]).numpy() @ model.catalogue_vectors().numpy().T
+    member_queries = model.user_tower.member_vectors(model.user_tower(BATCH["user"])).numpy()
+    member_catalogues = model.movie_tower.member_vectors(tf.range(NUM_MOVIES + 1)).numpy()
+    assert member_queries.shape == (members, 3, 4) and member_catalogues.shape == (members, 7, 4)
+    summed = sum(q @ c.T for q, c in zip(member_queries, member_catalogues, strict=True))
+    np.testing.assert_allclose(served, summed, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_rating_head_serving_weights_are_one_plain_mlp_with_the_same_predictions(members):
+    """What the ranking export hands to numpy re-scoring: one dense MLP, one output."""
+    from tfrs_movies.recommend.rescoring import NumpyRatingHead
+
+    model = _model("catalogue", 1.0, 1.0, ensemble_size=members)
+    model.task_losses(BATCH)
+    rng = np.random.default_rng(1)
+    for table in (model.rating_head.user_bias, model.rating_head.movie_bias):
+        table.embeddings.assign(rng.normal(size=table.embeddings.shape).astype(np.float32))
+    weights = model.rating_head.serving_weights()
+    as_numpy = lambda value: np.asarray(value)  # noqa: E731
+    movie_vectors = model.catalogue_vectors().numpy()[1:]
+    head = NumpyRatingHead(
+        float(weights["global_mean"].numpy()),
+        as_numpy(weights["user_bias"])[:, 0],
+        as_numpy(weights["movie_bias"])[:, 0],
+        movie_vectors,
+        [
+            (as_numpy(kernel), as_numpy(bias))
+            for kernel, bias in zip(weights["mlp_kernels"], weights["mlp_biases"], strict=True)
+        ],
+    )
+    assert np.asarray(weights["mlp_kernels"][-1]).shape[1] == 1
+    users = np.array([1, 2, 4])
+    candidates = np.array([[0, 1, 5], [2, 2, 3], [4, 0, 1]])  # movie rows (vocabulary - 1)
+    numpy_ratings = head(users, model.user_tower(users).numpy(), candidates)
+    keras_ratings = np.stack(
+        [model.predict_ratings(np.repeat(users[i], 3), candidates[i] + 1).numpy() for i in range(3)]
+    )
+    np.testing.assert_allclose(numpy_ratings, keras_ratings, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("configured", "negatives", "members"),
+    [(None, "catalogue", 4), (None, "in_batch", 1), (2, "in_batch", 2), (1, "catalogue", 1)],
+)
+def test_ensemble_size_unset_means_four_with_the_catalogue_softmax_and_one_in_batch(
+    configured, negatives, members
+):
+    config = ModelConfig(
+        embedding_dim=3,
+        ensemble_size=configured,
+        rating_hidden_units=(4,),
+        retrieval_negatives=negatives,
+    )
+    model = MovieLensModel(
+        NUM_USERS, NUM_MOVIES, _tables(), 3.5, np.ones(NUM_MOVIES + 1), config, seed=0
+    )
+    assert model.user_tower.members == model.movie_tower.members == members
+    assert model.rating_head.members == members
+    assert model.user_tower(BATCH["user"]).shape == (3, 3 * members + 1)

@@ -61,29 +61,81 @@ def test_same_seed_gives_identical_metrics(tiny_run: Path, tmp_path: Path):
         assert round(again.metrics["model"][key], 4) == round(first[key], 4), key
 
 
-def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(tmp_path: Path):
-    overrides = [*TINY_OVERRIDES, "train.epochs=3"]
-    config = load_config(None, overrides)
+@pytest.mark.parametrize("interrupt_at", ["epoch 1/", "refit epoch 1/"], ids=["fit", "refit"])
+def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(
+    tmp_path: Path, interrupt_at: str
+):
+    config = load_config(None, [*TINY_OVERRIDES, "train.epochs=3", "train.refit=always"])
     reference = train_and_evaluate(config, tmp_path / "reference", log=_quiet)
+    assert reference.metrics["training"]["refit"]["epochs_run"] >= 2
 
-    def interrupt_after_first_epoch(message: str) -> None:
-        if message.startswith("epoch 1/"):
+    def interrupt(message: str) -> None:
+        if message.startswith(interrupt_at):
             raise KeyboardInterrupt
 
     run_dir = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
-        train_and_evaluate(config, run_dir, log=interrupt_after_first_epoch)
+        train_and_evaluate(config, run_dir, log=interrupt)
     assert not run_dir.exists() and run_dir.with_name("interrupted.partial").is_dir()
     with pytest.raises(TfrsMoviesError, match="--resume"):
         train_and_evaluate(config, run_dir, log=_quiet)
     lines: list[str] = []
     resumed = train_and_evaluate(config, run_dir, resume=True, log=lines.append)
-    assert any(line.startswith("resumed from") for line in lines)
-    assert not any(line.startswith("epoch 1/") for line in lines)
+    assert any("resumed from" in line for line in lines), lines
+    assert not any(line.startswith(interrupt_at) for line in lines), lines
+    if interrupt_at.startswith("refit"):  # the first fit was complete: not one epoch again
+        assert not any(line.startswith("epoch ") for line in lines), lines
+        assert any(line.startswith("refit epoch 2/") for line in lines), lines
     for key in HEADLINE:
         assert resumed.metrics["model"][key] == pytest.approx(
             reference.metrics["model"][key], abs=1e-6
         ), key
+
+
+def test_refit_trains_a_new_model_on_the_whole_training_split_for_the_best_epoch_count(
+    tiny_run: Path,
+):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    training, protocol = metrics["training"], metrics["protocol"]
+    assert training["refit"]["epochs_run"] == training["best_epoch"] >= 1
+    assert len(training["refit"]["history"]) == training["best_epoch"]
+    assert "val_recall@10" not in training["refit"]["history"][0]  # nothing held out
+    assert protocol["model_fitted_on"].startswith("the whole training split (refitted")
+    # The exported vocabulary is the refit's: every user with a training rating has a row.
+    from tfrs_movies.data.prepare import prepare_data
+
+    prepared = prepare_data(load_config(tiny_run / "config.json"), log=_quiet)
+    assert prepared.validation.num_ratings > 0
+    users = (tiny_run / "vocab" / "users.txt").read_text().split()
+    assert len(users) == len(np.unique(prepared.train.user_index))
+
+
+@pytest.mark.parametrize(
+    ("refit", "validation_fraction", "refits"),
+    [("auto", 0.2, True), ("never", 0.2, False), ("auto", 0.0, False), ("auto", 0.04, False)],
+)
+def test_refit_setting_and_the_auto_rule(refit, validation_fraction, refits):
+    from tfrs_movies.data.prepare import prepare_data
+    from tfrs_movies.train.run import refits as run_refits
+
+    config = load_config(
+        None,
+        [
+            *TINY_OVERRIDES,
+            f"train.refit={refit}",
+            f"data.validation_fraction={validation_fraction}",
+        ],
+    )
+    assert run_refits(prepare_data(config, log=_quiet), config) is refits
+
+
+def test_no_refit_keeps_the_early_stopped_model(tmp_path: Path):
+    config = load_config(None, [*TINY_OVERRIDES, "train.refit=never"])
+    result = train_and_evaluate(config, tmp_path / "run", log=_quiet)
+    assert result.metrics["training"]["refit"] is None
+    assert result.metrics["protocol"]["model_fitted_on"] == (
+        "the training split minus the validation carve"
+    )
 
 
 def test_existing_run_directory_is_not_overwritten_silently(tiny_run: Path):

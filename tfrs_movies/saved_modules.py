@@ -97,6 +97,12 @@ def index_module(
     return IndexModule()
 
 
+def _as_variable(value) -> tf.Variable:
+    if isinstance(value, tf.Variable):
+        return value
+    return tf.Variable(value, trainable=False)
+
+
 def ranking_module(users: Vocabulary, movies: Vocabulary, model, dim: int, fold_in: FoldInGraph):
     """A tf.Module: (user id, movie id) strings in, predicted ratings out; or a person's ratings
     and candidate movie ids in (``score_for_ratings``, for people who were not in training).
@@ -116,15 +122,11 @@ def ranking_module(users: Vocabulary, movies: Vocabulary, model, dim: int, fold_
             self.movie_tower = model.movie_tower
             self.rating_head = model.rating_head
             self.fold_in_graph = fold_in
-            head = model.rating_head
-            dense = [layer for layer in head.mlp.layers if isinstance(layer, tf.keras.layers.Dense)]
-            self.rating_head_weights = {
-                "global_mean": head.global_mean,
-                "user_bias": head.user_bias.embeddings,
-                "movie_bias": head.movie_bias.embeddings,
-                "mlp_kernels": [layer.kernel for layer in dense],
-                "mlp_biases": [layer.bias for layer in dense],
-            }
+            # Variables, so that the SavedModel stores them; an ensemble's head is combined
+            # into one plain MLP first (RatingHead.serving_weights).
+            self.rating_head_weights = tf.nest.map_structure(
+                _as_variable, model.rating_head.serving_weights()
+            )
 
         def _rate(self, user_index, user_vectors, movie_ids):
             # movie_ids: [B, C]; every user's row is scored against its own C candidates.

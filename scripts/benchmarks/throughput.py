@@ -28,6 +28,7 @@ from tfrs_movies.train.fit import build_model, fit_model, make_optimizer, seed_e
 
 TUTORIAL_OVERRIDES = (
     "model.embedding_dim=32",
+    "model.ensemble_size=1",  # the tutorial's one pair of towers
     "model.rating_hidden_units=256,128",
     # The tutorial's model size and optimizer; the retrieval loss is ours (exact softmax over the
     # catalogue). With in-batch negatives both implementations spend most of each step on the

@@ -112,16 +112,42 @@ def prepare_data(
     if d.validation_fraction > 0:
         # Seeded apart from the test split so the test split never influences training choices.
         rng = np.random.default_rng([d.split_seed, 1])
-        is_validation = rng.random(train.num_ratings) < d.validation_fraction
+        share = min(d.validation_fraction, d.validation_max_ratings / train.num_ratings)
+        is_validation = rng.random(train.num_ratings) < share
         fit, validation = train.subset(~is_validation), train.subset(is_validation)
     else:
         fit, validation = train, train.subset(np.zeros(train.num_ratings, bool))
+    prepared = _indexed(ratings, train, fit, validation, test)
+    log(
+        f"data: {ratings.name}: {ratings.num_ratings:,} ratings; split {d.split} "
+        f"(seed {d.split_seed}): fit {fit.num_ratings:,}, validation {validation.num_ratings:,}, "
+        f"test {test.num_ratings:,}; vocabulary {prepared.num_users:,} users, "
+        f"{prepared.num_movies:,} movies"
+    )
+    return prepared
+
+
+def refit_data(prepared: PreparedData) -> PreparedData:
+    """The same splits with the whole training split to fit on and no validation part.
+
+    For the refit after early stopping (``train.refit``): vocabularies, side-feature tables,
+    the global mean and the movie frequencies are rebuilt from ``train``, so users and movies
+    whose only training ratings fell in the validation carve get rows of their own.
+    """
+    empty = prepared.train.subset(np.zeros(prepared.train.num_ratings, bool))
+    return _indexed(prepared.ratings, prepared.train, prepared.train, empty, prepared.test)
+
+
+def _indexed(
+    ratings: Ratings, train: Ratings, fit: Ratings, validation: Ratings, test: Ratings
+) -> PreparedData:
+    """Builds the vocabularies and tables from ``fit`` and bundles the splits."""
     user_vocab, movie_vocab = build_vocabularies(fit)
     user_vocab_of_row = np.asarray(user_vocab.lookup(ratings.user_ids), np.int32)
     movie_vocab_of_row = np.asarray(movie_vocab.lookup(ratings.movie_ids), np.int32)
     num_movies = int(movie_vocab_of_row.max())
     frequencies = np.bincount(movie_vocab_of_row[fit.movie_index], minlength=num_movies + 1)
-    prepared = PreparedData(
+    return PreparedData(
         ratings=ratings,
         train=train,
         fit=fit,
@@ -135,10 +161,3 @@ def prepare_data(
         global_mean=float(fit.rating.mean()),
         movie_frequencies=frequencies.astype(np.int64),
     )
-    log(
-        f"data: {ratings.name}: {ratings.num_ratings:,} ratings; split {d.split} "
-        f"(seed {d.split_seed}): fit {fit.num_ratings:,}, validation {validation.num_ratings:,}, "
-        f"test {test.num_ratings:,}; vocabulary {prepared.num_users:,} users, "
-        f"{prepared.num_movies:,} movies"
-    )
-    return prepared

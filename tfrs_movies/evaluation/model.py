@@ -51,6 +51,15 @@ def protocol(prepared: PreparedData, config: Config) -> dict[str, Any]:
         "leave_last_n": d.leave_last_n if d.split == "leave_last_n" else None,
         "split_seed": d.split_seed,
         "validation_fraction": d.validation_fraction,
+        "validation_max_ratings": d.validation_max_ratings,
+        "model_fitted_on": "the training split minus the validation carve"
+        if prepared.fit.num_ratings < prepared.train.num_ratings
+        else "the whole training split"
+        + (
+            " (refitted for the epoch count chosen on the validation carve)"
+            if d.validation_fraction > 0
+            else ""
+        ),
         "num_train_ratings": prepared.train.num_ratings,
         "num_test_ratings": prepared.test.num_ratings,
         "factorized_top_k": "TFRS FactorizedTopK over all vocabulary movies, per test rating, "
@@ -96,7 +105,11 @@ def model_scores(model, prepared: PreparedData) -> ScoreFn:
 
 
 def evaluate_model(
-    model, prepared: PreparedData, config: Config, log: Log = print_line
+    model,
+    prepared: PreparedData,
+    config: Config,
+    log: Log = print_line,
+    selection: PreparedData | None = None,
 ) -> dict[str, Any]:
     """Evaluates the model (and baselines) on the test split as DESIGN's protocol says.
 
@@ -105,6 +118,9 @@ def evaluate_model(
         prepared: the data it was trained on (``train`` is what "seen" means).
         config: the run's config (``eval`` section: cut-offs, whether to run baselines).
         log: receives progress lines and the headline table.
+        selection: the data whose ``fit`` and ``validation`` parts choose the baselines'
+            hyperparameters (iALS); default ``prepared``. A refitted model's ``prepared`` has
+            no validation part; the run passes the data it chose its epoch count on.
 
     Returns:
         ``{"protocol": ..., "model": {metric: value}, "baselines": {name: {metric: value}}}``
@@ -181,8 +197,8 @@ def evaluate_model(
             ks=e.recall_ks,
             seed=config.train.seed,
             log=log,
-            fit=prepared.fit,
-            validation=prepared.validation,
+            fit=(selection or prepared).fit,
+            validation=(selection or prepared).validation,
         )
         log(f"evaluated baselines in {time.perf_counter() - started:.1f}s")
     log(format_metrics(metrics))

@@ -3,10 +3,17 @@
 ``loss = retrieval_weight * L_retrieval + rating_weight * L_rating + penalty``, where the
 penalty is the L2 on the embedding rows the batch looks up (:mod:`tfrs_movies.model.penalties`):
 with row-sparse gradients and :class:`tfrs_movies.train.optimizers.LazyAdam`, a step's cost
-grows with the batch, not with the vocabularies.
+grows with the batch, not with the vocabularies. (The catalogue softmax, for catalogues small
+enough to score whole, moves and penalizes every movie row each step.)
+
+With ``model.ensemble_size`` members, each task loss is the sum of the members' own losses:
+member k trains on its slices of the towers' outputs, with its own retrieval biases, softmax
+and rating head, as if alone; the served score and rating are the members' sum and mean.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import tensorflow as tf
@@ -18,6 +25,17 @@ from tfrs_movies.model.heads import RatingHead
 from tfrs_movies.model.penalties import inverse_presence
 from tfrs_movies.model.tasks import CatalogueRetrieval
 from tfrs_movies.model.towers import MovieTower, UserTower
+
+# model.ensemble_size when unset: members with the catalogue softmax (small catalogues).
+CATALOGUE_ENSEMBLE_SIZE = 4
+
+
+def ensemble_size(config: ModelConfig, negatives: str) -> int:
+    """The number of ensemble members: ``config.ensemble_size``, or when it is None,
+    :data:`CATALOGUE_ENSEMBLE_SIZE` with ``negatives == "catalogue"`` and 1 otherwise."""
+    if config.ensemble_size is not None:
+        return config.ensemble_size
+    return CATALOGUE_ENSEMBLE_SIZE if negatives == "catalogue" else 1
 
 
 class MovieLensModel(tfrs.models.Model):
@@ -77,14 +95,15 @@ class MovieLensModel(tfrs.models.Model):
         self.num_movies = num_movies
         self.retrieval_weight = float(retrieval_weight)
         self.rating_weight = float(rating_weight)
-        self.user_tower = UserTower(num_users, tables, config, name="user_tower")
-        self.movie_tower = MovieTower(num_movies, tables, config, name="movie_tower")
-        self.rating_head = RatingHead(num_users, num_movies, global_mean, config, seed)
         negatives = config.retrieval_negatives
         if negatives == "auto":
             small = num_movies <= config.catalogue_softmax_max_movies
             negatives = "catalogue" if small else "in_batch"
         self.negatives = negatives
+        config = dataclasses.replace(config, ensemble_size=ensemble_size(config, negatives))
+        self.user_tower = UserTower(num_users, tables, config, name="user_tower")
+        self.movie_tower = MovieTower(num_movies, tables, config, name="movie_tower")
+        self.rating_head = RatingHead(num_users, num_movies, global_mean, config, seed)
         probabilities = np.asarray(movie_frequencies, np.float64) + 1.0  # +1: OOV row, no log(0)
         self.sampling_probability = tf.Variable(
             (probabilities / probabilities.sum()).astype(np.float32),
@@ -135,27 +154,69 @@ class MovieLensModel(tfrs.models.Model):
             if training and self.optimizer is not None
             else None
         )
-        predictions = self.rating_head(
+        member_predictions = self.rating_head.member_predictions(
             user_index, movie_index, user_vectors, movie_vectors, step=step, training=training
         )
-        rating_loss = self.rating_task(
-            labels=features["rating"][:, None],
-            predictions=predictions[:, None],
-            compute_metrics=not training,
-        )
-        if self.negatives == "catalogue":
-            retrieval_loss = self.retrieval_task.catalogue_loss(
-                queries, self.catalogue_vectors(), movie_index, query_rows=query_rows
+        labels = features["rating"][:, None]
+        if self.rating_head.members == 1:
+            rating_loss = self.rating_task(
+                labels=labels, predictions=member_predictions, compute_metrics=not training
             )
         else:
+            # Each member's own squared error, summed (as the members' retrieval losses); the
+            # metrics are the ensemble's, on the members' mean.
+            rating_loss = tf.add_n(
+                [
+                    self.rating_task(labels=labels, predictions=member, compute_metrics=False)
+                    for member in tf.split(member_predictions, self.rating_head.members, axis=1)
+                ]
+            )
+            if not training:
+                self.rating_task(
+                    labels=labels,
+                    predictions=tf.reduce_mean(member_predictions, axis=1, keepdims=True),
+                    compute_metrics=True,
+                )
+        # Each ensemble member has its own softmax; the retrieval loss is their sum, so that
+        # every member gets the gradient it would get trained alone.
+        member_queries = self.user_tower.member_vectors(queries)
+        if self.negatives == "catalogue":
+            member_catalogues = self.movie_tower.member_vectors(tf.range(self.num_movies + 1))
+            if query_rows is not None:  # all members in one batched product
+                retrieval_loss = self.retrieval_task.catalogue_loss(
+                    member_queries, member_catalogues, movie_index, query_rows=query_rows
+                )
+            else:
+                retrieval_loss = tf.add_n(
+                    [
+                        self.retrieval_task.catalogue_loss(member, catalogue, movie_index)
+                        for member, catalogue in zip(
+                            tf.unstack(member_queries), tf.unstack(member_catalogues), strict=True
+                        )
+                    ]
+                )
+        else:
             # In-batch sampled softmax, corrected for popularity-proportional sampling (logQ).
-            retrieval_loss = self.retrieval_task(
-                user_vectors,
-                movie_vectors,
-                candidate_sampling_probability=tf.gather(self.sampling_probability, movie_index),
-                candidate_ids=movie_index,
-                compute_metrics=False,
-                compute_batch_metrics=False,
+            sampling_probability = tf.gather(self.sampling_probability, movie_index)
+            member_movies = (
+                movie_vectors[None]
+                if self.movie_tower.members == 1
+                else self.movie_tower.member_vectors(movie_index)
+            )
+            retrieval_loss = tf.add_n(
+                [
+                    self.retrieval_task(
+                        member_users,
+                        member_movie_vectors,
+                        candidate_sampling_probability=sampling_probability,
+                        candidate_ids=movie_index,
+                        compute_metrics=False,
+                        compute_batch_metrics=False,
+                    )
+                    for member_users, member_movie_vectors in zip(
+                        tf.unstack(member_queries), tf.unstack(member_movies), strict=True
+                    )
+                ]
             )
         batch_size = tf.cast(tf.shape(user_index)[0], tf.float32)
         retrieval_loss, rating_loss = retrieval_loss / batch_size, rating_loss / batch_size
@@ -168,9 +229,18 @@ class MovieLensModel(tfrs.models.Model):
         user_index = tf.cast(features["user"], tf.int32)
         movie_index = tf.cast(features["movie"], tf.int32)
         users, movies = self.user_penalty_weights, self.movie_penalty_weights
+        if self.negatives == "catalogue":
+            # The catalogue softmax moves every movie row every step, as a negative: penalize
+            # the whole movie table, each row once. Batch rows alone would leave the rows of
+            # movies without training ratings (never a positive) unpenalized, drifting without
+            # bound, and the rating head extrapolates from them. Each replica adds its share.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            movie_penalty = self.movie_tower.penalty(tf.range(self.num_movies + 1)) / replicas
+        else:
+            movie_penalty = self.movie_tower.penalty(movie_index, movies)
         return (
             self.user_tower.penalty(user_index, users)
-            + self.movie_tower.penalty(movie_index, movies)
+            + movie_penalty
             + self.rating_head.penalty(user_index, movie_index, users, movies)
         )
 

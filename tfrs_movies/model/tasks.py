@@ -49,7 +49,10 @@ class CatalogueRetrieval(tfrs.tasks.Retrieval):
 
         Args:
             query_embeddings: (batch, dim) float32, one query per example; with ``query_rows``,
-                (num_distinct, dim): the batch's distinct queries.
+                (num_distinct, dim): the batch's distinct queries. With ``query_rows``, a
+                leading axis of ensemble members is allowed: (members, num_distinct, dim),
+                with ``catalogue_embeddings`` (members, num_candidates, dim); the loss is
+                then the sum of the members' losses.
             catalogue_embeddings: (num_candidates, dim) float32, row i is candidate i.
             positive_rows: (batch,) int rows of ``catalogue_embeddings`` that were chosen.
             query_rows: None, or (batch,) int: example i's query is row ``query_rows[i]`` of
@@ -77,15 +80,15 @@ class CatalogueRetrieval(tfrs.tasks.Retrieval):
                     "pass one query per example for any other loss"
                 )
             # sum_i [logsumexp_j s(q_i, c_j) - s(q_i, c_{y_i})], each logsumexp once per query.
-            log_normalizers = tf.reduce_logsumexp(scores, axis=1)
+            log_normalizers = tf.reduce_logsumexp(scores, axis=-1)
             positive_scores = tf.reduce_sum(
-                tf.gather(query_embeddings, query_rows)
-                * tf.gather(catalogue_embeddings, positive_rows),
-                axis=1,
+                tf.gather(query_embeddings, query_rows, axis=-2)
+                * tf.gather(catalogue_embeddings, positive_rows, axis=-2),
+                axis=-1,
             )
             if self.temperature is not None:
                 positive_scores = positive_scores / self.temperature
-            loss = tf.reduce_sum(tf.gather(log_normalizers, query_rows)) - tf.reduce_sum(
+            loss = tf.reduce_sum(tf.gather(log_normalizers, query_rows, axis=-1)) - tf.reduce_sum(
                 positive_scores
             )
         # TFRS exposes no public way to reach the task's loss metrics (``loss_metrics``).

@@ -1,9 +1,11 @@
 """The user tower and the movie tower: plain Keras models from vocabulary indices to vectors.
 
-Both towers output ``embedding_dim + 1`` numbers. The user tower's last output is the constant 1
-and the movie tower's last output is a learned per-movie bias, so the retrieval score
-``user · movie`` is ``<user embedding, movie embedding> + movie bias``: a popularity prior that
-a dot-product index (ScaNN, brute force) serves with no special case.
+Both towers output ``ensemble_size * embedding_dim + 1`` numbers: each ensemble member's
+``embedding_dim`` slice in turn, then one more. The user tower's last output is the constant 1
+and the movie tower's last output is the sum of the members' learned per-movie biases, so the
+retrieval score ``user · movie`` is ``<user embedding, movie embedding> + movie bias``, the sum
+of the members' scores: a popularity prior that a dot-product index (ScaNN, brute force) serves
+with no special case. ``member_vectors`` gives each member's own (slice, 1) / (slice, bias).
 
 Each tower's ``penalty`` is the L2 on the embedding rows a batch looks up (see
 :mod:`tfrs_movies.model.penalties`), which the joint model adds to its loss.
@@ -44,12 +46,13 @@ class UserTower(tf.keras.Model):
             i.e. the latest training time.
 
     Returns:
-        (batch, embedding_dim + 1) float32; the last column is 1.
+        (batch, ensemble_size * embedding_dim + 1) float32; the last column is 1.
     """
 
     def __init__(self, num_users: int, tables: FeatureTables, config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
-        dim, self.l2 = config.embedding_dim, config.embedding_l2
+        self.members, self.l2 = config.ensemble_size, config.embedding_l2
+        dim = config.embedding_dim * config.ensemble_size
         self.use_demographics = config.use_demographics and tables.has_demographics
         self.use_timestamp = config.use_timestamp
         self.user_embedding = _embedding(num_users + 1, dim, "user_id")
@@ -85,6 +88,14 @@ class UserTower(tf.keras.Model):
             vector += self.timestamp_projection(standardized[:, None])
         return tf.concat([vector, tf.ones_like(vector[:, :1])], axis=1)
 
+    def member_vectors(self, query_vectors: tf.Tensor) -> tf.Tensor:
+        """Splits (batch, members * dim + 1) outputs of this tower into each ensemble member's
+        queries: (members, batch, dim + 1), each ending in the constant 1."""
+        if self.members == 1:
+            return query_vectors[None]
+        parts = tf.stack(tf.split(query_vectors[:, :-1], self.members, axis=1))
+        return tf.concat([parts, tf.ones_like(parts[:, :, :1])], axis=2)
+
     def penalty(self, user_index, row_weights: tf.Variable | None = None) -> tf.Tensor:
         """Scalar L2 (``model.embedding_l2``) on the embedding rows ``user_index`` looks up.
 
@@ -115,16 +126,19 @@ class MovieTower(tf.keras.Model):
         movie_index: (batch,) int vocabulary indices.
 
     Returns:
-        (batch, embedding_dim + 1) float32; the last column is the movie's retrieval bias.
+        (batch, ensemble_size * embedding_dim + 1) float32; the last column is the movie's
+        retrieval bias (the members' sum).
     """
 
     def __init__(self, num_movies: int, tables: FeatureTables, config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
-        dim, self.l2 = config.embedding_dim, config.embedding_l2
+        self.members, self.l2 = config.ensemble_size, config.embedding_l2
+        dim = config.embedding_dim * config.ensemble_size
         self.use_genres, self.use_year = config.use_genres, config.use_year
         self.use_title = config.use_title and tables.num_title_words > 0
         self.movie_embedding = _embedding(num_movies + 1, dim, "movie_id")
-        self.bias = _embedding(num_movies + 1, 1, "retrieval_bias", init="zeros")
+        # One retrieval bias per member; the served vector carries their sum.
+        self.bias = _embedding(num_movies + 1, self.members, "retrieval_bias", init="zeros")
         if self.use_genres:
             self.genre_table = _table(tables.movie_genres, "genre_table")
             self.genre_projection = tf.keras.layers.Dense(dim, use_bias=False, name="genres")
@@ -136,6 +150,20 @@ class MovieTower(tf.keras.Model):
             self.word_embedding = _embedding(tables.num_title_words + 1, dim, "title_words")
 
     def call(self, movie_index):
+        vector, biases = self.embedding_parts(movie_index)
+        return tf.concat([vector, tf.reduce_sum(biases, axis=1, keepdims=True)], axis=1)
+
+    def member_vectors(self, movie_index) -> tf.Tensor:
+        """(members, batch, dim + 1): each ensemble member's candidate vectors, its slice of
+        the embedding and its own retrieval bias (with one member, ``call``'s output)."""
+        if self.members == 1:
+            return self(movie_index)[None]
+        vector, biases = self.embedding_parts(movie_index)
+        parts = tf.stack(tf.split(vector, self.members, axis=1))
+        return tf.concat([parts, tf.transpose(biases)[:, :, None]], axis=2)
+
+    def embedding_parts(self, movie_index) -> tuple[tf.Tensor, tf.Tensor]:
+        """(batch, members * dim) embedding sums and (batch, members) retrieval biases."""
         movie_index = tf.cast(movie_index, tf.int32)
         vector = self.movie_embedding(movie_index)
         if self.use_genres:
@@ -147,7 +175,7 @@ class MovieTower(tf.keras.Model):
             mask = tf.cast(tokens > 0, tf.float32)[:, :, None]
             words = self.word_embedding(tokens) * mask
             vector += tf.reduce_sum(words, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)
-        return tf.concat([vector, self.bias(movie_index)], axis=1)
+        return vector, self.bias(movie_index)
 
     def penalty(self, movie_index, row_weights: tf.Variable | None = None) -> tf.Tensor:
         """Scalar L2 (``model.embedding_l2``) on the rows ``movie_index`` looks up.

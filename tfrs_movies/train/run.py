@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tfrs_movies import export
 from tfrs_movies.config import Config, save_config
-from tfrs_movies.data.prepare import PreparedData, prepare_data
+from tfrs_movies.data.prepare import PreparedData, prepare_data, refit_data
 from tfrs_movies.data.schema import Ratings
 from tfrs_movies.errors import ArtifactError, ConfigError, TfrsMoviesError
 from tfrs_movies.evaluation.model import evaluate_model
@@ -36,6 +36,10 @@ from tfrs_movies.train.fit import (
     seed_everything,
 )
 from tfrs_movies.train.hparams import hparams_metrics, write_hparams
+
+# train.refit = "auto" refits when the validation carve holds at least this share of the
+# training ratings: a smaller carve adds too little data to pay for a second training.
+REFIT_MIN_SHARE = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,19 +83,24 @@ def _fit_in(
     config: Config,
     resume_from: Path,
     log: Log,
+    phase: str = "",
 ) -> tuple[MovieLensModel, FitResult]:
     """Builds, compiles and fits the model in the work directory ``work``.
 
     If this fails before any epoch was checkpointed, a ``work`` directory this call created is
     removed: it holds nothing to resume and would only block the next start (issue 16).
 
+    Args:
+        phase: "" for the run's first fit, or a sub-directory name ("refit") for a later one,
+            whose checkpoints and TensorBoard logs go under that name.
+
     Returns:
         (model, fit result).
     """
     chief = distributed.is_chief(strategy)
     replicated = distributed.is_replicated(strategy)  # outside the scope (see is_replicated)
+    paths = RunPaths(work)
     try:
-        save_config(config, RunPaths(work).config)
         seed_everything(config.train.seed)
         with strategy.scope():  # tf.distribute (issue 8): model, optimizer, metrics replicated
             model = build_model(prepared, config)
@@ -103,29 +112,50 @@ def _fit_in(
             model,
             prepared,
             config,
-            checkpoint_dir=RunPaths(work).checkpoints,
-            tensorboard_dir=RunPaths(work).tensorboard
+            checkpoint_dir=paths.checkpoints / phase,
+            tensorboard_dir=paths.tensorboard / phase
             if config.train.tensorboard and chief
             else None,
             log=log,
-            resume_from=resume_from,
+            resume_from=resume_from / phase,
         )
     except BaseException:
-        if created and tf.train.latest_checkpoint(str(RunPaths(work).checkpoints / "last")) is None:
+        if created and tf.train.latest_checkpoint(str(paths.checkpoints / "last")) is None:
             shutil.rmtree(work, ignore_errors=True)
         raise
     return model, fit
 
 
-def _training_metrics(fit: FitResult) -> dict[str, Any]:
-    return {
+def refits(prepared: PreparedData, config: Config) -> bool:
+    """Whether the run refits on the whole training split after early stopping.
+
+    ``train.refit``: "always" / "never"; "auto" when the validation carve holds at least
+    :data:`REFIT_MIN_SHARE` of the training ratings. Never without a validation carve.
+    """
+    carve = prepared.validation.num_ratings
+    if carve == 0 or config.train.refit == "never":
+        return False
+    return config.train.refit == "always" or carve >= REFIT_MIN_SHARE * prepared.train.num_ratings
+
+
+def _training_metrics(fit: FitResult, refit: FitResult | None) -> dict[str, Any]:
+    metrics = {
         "epochs_run": fit.epochs_run,
         "best_epoch": fit.best_epoch,
         "best_validation_value": fit.best_validation_value,
         "fit_seconds": round(fit.seconds, 2),
         "examples_per_second": round(fit.examples_per_second, 1),
         "history": fit.history,
+        "refit": None,
     }
+    if refit is not None:
+        metrics["refit"] = {
+            "epochs_run": refit.epochs_run,
+            "fit_seconds": round(refit.seconds, 2),
+            "examples_per_second": round(refit.examples_per_second, 1),
+            "history": refit.history,
+        }
+    return metrics
 
 
 def train_and_evaluate(
@@ -184,9 +214,32 @@ def train_and_evaluate(
     work = distributed.worker_dir(partial, strategy)
     created = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
+    save_config(config, RunPaths(work).config)
     model, fit = _fit_in(
         work, created, strategy, prepared, config, RunPaths(partial).checkpoints, log
     )
+    selection, refit, phase = prepared, None, ""
+    if refits(prepared, config):
+        # The epoch count was chosen on the validation carve; the final model trains on all of
+        # the training split for that many epochs, from scratch (same seed).
+        prepared, phase = refit_data(prepared), "refit"
+        log(
+            f"refit: a new model on all {prepared.fit.num_ratings:,} training ratings for "
+            f"{fit.best_epoch} epochs (the best validation epoch)"
+        )
+        refit_config = config.replace(
+            train=dataclasses.replace(config.train, epochs=fit.best_epoch)
+        )
+        model, refit = _fit_in(
+            work,
+            False,
+            strategy,
+            prepared,
+            refit_config,
+            RunPaths(partial).checkpoints,
+            lambda message: log(f"refit {message}"),
+            phase=phase,
+        )
     # tf.distribute (issue 8): non-chief workers are done once the chief has exported; the
     # chief evaluates and exports an unreplicated copy of the best weights (no collectives).
     if not chief:
@@ -197,9 +250,9 @@ def train_and_evaluate(
         log(f"worker done; the chief writes {run_dir}")
         return RunResult(run_dir, {}, config, prepared)
     if distributed.is_replicated(strategy):
-        model = _unreplicated_best(prepared, config, partial)
-    metrics = evaluate_model(model, prepared, config, log=log)
-    metrics["training"] = _training_metrics(fit)
+        model = _unreplicated_best(prepared, config, RunPaths(partial).checkpoints / phase)
+    metrics = evaluate_model(model, prepared, config, log=log, selection=selection)
+    metrics["training"] = _training_metrics(fit, refit)
     if config.train.tensorboard:
         write_hparams(RunPaths(partial).tensorboard, config, hparams_metrics(metrics))
     export.export_run(model, prepared, config, metrics, partial, log=log)
@@ -210,12 +263,12 @@ def train_and_evaluate(
     return RunResult(run_dir, metrics, config, prepared)
 
 
-def _unreplicated_best(prepared: PreparedData, config: Config, partial: Path) -> MovieLensModel:
+def _unreplicated_best(prepared: PreparedData, config: Config, checkpoints: Path) -> MovieLensModel:
     """A model outside any strategy holding the best checkpoint's weights (for export)."""
     model = build_model(prepared, config)
     restored = (
         tf.train.Checkpoint(model=model)
-        .restore(tf.train.latest_checkpoint(str(RunPaths(partial).checkpoints / "best")))
+        .restore(tf.train.latest_checkpoint(str(checkpoints / "best")))
         .expect_partial()
     )
     sample = prepared.model_inputs(prepared.fit)
