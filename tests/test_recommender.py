@@ -472,14 +472,16 @@ def test_new_user_ratings_values_matter(recommender: Recommender):
 def test_held_out_users_beat_most_popular(ml100k_dir: Path, tmp_path: Path):
     """The issue's measurement, CI-sized: 10% of ml-100k users never seen in training, 10
     ratings each given to recommend_for_ratings, Recall@10 and NDCG@10 on the rest vs
-    most-popular (measured here: 0.070-0.071 vs 0.061 and 0.447-0.449 vs 0.430)."""
+    most-popular (measured here, three runs: 0.0725 vs 0.0606 and 0.4605 vs 0.4301)."""
     from tfrs_movies.experiments import evaluate_new_users
 
     config = load_config(
         None,
         [
             f"data.source={ml100k_dir}",
-            "train.epochs=4",
+            # About the default run's best validation epoch (9-14 on ml-100k), without the
+            # early-stopping pass: 4 epochs at batch 2048 left NDCG@10 level with most-popular.
+            "train.epochs=9",
             "eval.baselines=false",
             "train.tensorboard=false",
             "data.validation_fraction=0",
