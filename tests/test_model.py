@@ -385,15 +385,14 @@ def test_rating_head_serving_weights_are_one_plain_mlp_with_the_same_predictions
     for table in (model.rating_head.user_bias, model.rating_head.movie_bias):
         table.embeddings.assign(rng.normal(size=table.embeddings.shape).astype(np.float32))
     weights = model.rating_head.serving_weights()
-    as_numpy = lambda value: np.asarray(value)  # noqa: E731
     movie_vectors = model.catalogue_vectors().numpy()[1:]
     head = NumpyRatingHead(
         float(weights["global_mean"].numpy()),
-        as_numpy(weights["user_bias"])[:, 0],
-        as_numpy(weights["movie_bias"])[:, 0],
+        np.asarray(weights["user_bias"])[:, 0],
+        np.asarray(weights["movie_bias"])[:, 0],
         movie_vectors,
         [
-            (as_numpy(kernel), as_numpy(bias))
+            (np.asarray(kernel), np.asarray(bias))
             for kernel, bias in zip(weights["mlp_kernels"], weights["mlp_biases"], strict=True)
         ],
     )

@@ -32,6 +32,13 @@ def _embedding(rows: int, dim: int, name: str, init: str = "uniform"):
     return tf.keras.layers.Embedding(rows, dim, embeddings_initializer=init, name=name)
 
 
+def _side_by_side(vectors: tf.Tensor, last_columns: tf.Tensor, members: int) -> tf.Tensor:
+    """(batch, members * dim) slices and (batch, members) last columns -> (members, batch,
+    dim + 1): member k's slice followed by its own last column."""
+    parts = tf.stack(tf.split(vectors, members, axis=1))
+    return tf.concat([parts, tf.transpose(last_columns)[:, :, None]], axis=2)
+
+
 class UserTower(tf.keras.Model):
     """Maps user vocabulary indices (and optionally timestamps) to query vectors.
 
@@ -93,8 +100,8 @@ class UserTower(tf.keras.Model):
         queries: (members, batch, dim + 1), each ending in the constant 1."""
         if self.members == 1:
             return query_vectors[None]
-        parts = tf.stack(tf.split(query_vectors[:, :-1], self.members, axis=1))
-        return tf.concat([parts, tf.ones_like(parts[:, :, :1])], axis=2)
+        ones = tf.ones([tf.shape(query_vectors)[0], self.members])
+        return _side_by_side(query_vectors[:, :-1], ones, self.members)
 
     def penalty(self, user_index, row_weights: tf.Variable | None = None) -> tf.Tensor:
         """Scalar L2 (``model.embedding_l2``) on the embedding rows ``user_index`` looks up.
@@ -158,9 +165,7 @@ class MovieTower(tf.keras.Model):
         the embedding and its own retrieval bias (with one member, ``call``'s output)."""
         if self.members == 1:
             return self(movie_index)[None]
-        vector, biases = self.embedding_parts(movie_index)
-        parts = tf.stack(tf.split(vector, self.members, axis=1))
-        return tf.concat([parts, tf.transpose(biases)[:, :, None]], axis=2)
+        return _side_by_side(*self.embedding_parts(movie_index), self.members)
 
     def embedding_parts(self, movie_index) -> tuple[tf.Tensor, tf.Tensor]:
         """(batch, members * dim) embedding sums and (batch, members) retrieval biases."""
