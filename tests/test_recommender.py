@@ -229,6 +229,34 @@ def test_fold_in_reaches_the_minimum(recommender: Recommender, fold_in_path):
         assert loss(vector + step) >= loss(vector) - 1e-9
 
 
+def test_population_inverse_hessian_known_answer():
+    """The shared preconditioner is the inverse of the fold-in loss's Hessian (TensorFlow
+    autodiff) at the population point, whatever the person's target."""
+    import tensorflow as tf
+
+    from tfrs_movies.fold_in_graph import population_inverse_hessian
+
+    rng = np.random.default_rng(3)
+    catalogue = rng.normal(size=(40, 6))
+    temperature = 0.5
+    target = tf.constant(rng.normal(size=6))
+    free = tf.Variable(np.zeros(5))
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            vector = tf.concat([free, tf.ones(1, tf.float64)], 0)
+            logits = tf.linalg.matvec(tf.constant(catalogue), vector) / temperature
+            loss = (
+                tf.reduce_logsumexp(logits)
+                - tf.reduce_sum(target * vector) / temperature
+                + FOLD_IN_L2 * tf.reduce_sum(vector * vector)
+            )
+        gradient = inner.gradient(loss, free)
+    hessian = outer.jacobian(gradient, free).numpy()
+    inverse = population_inverse_hessian(catalogue, temperature)
+    np.testing.assert_allclose(inverse @ hessian, np.eye(5), atol=1e-10)
+    np.testing.assert_array_equal(inverse, inverse.T)
+
+
 def test_one_id_mapping_for_numpy_and_the_savedmodels():
     """Vocabulary, the StringLookup the exports build from it, and run-directory rows agree."""
     import tensorflow as tf

@@ -2,7 +2,9 @@
 
 The movie vectors stay fixed; the person's vector minimizes the catalogue softmax the retrieval
 task trained with (each rated movie a positive, weighted by its rating) plus an L2 penalty. The
-objective is convex, so a few Newton steps reach its minimum deterministically. The exported
+objective is convex, so Newton steps (preconditioned by the Hessian at the population point,
+see :func:`~tfrs_movies.fold_in_graph.population_inverse_hessian`) reach its minimum
+deterministically. The exported
 SavedModels do the same in TensorFlow (:mod:`tfrs_movies.fold_in_graph`).
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfrs_movies.fold_in_graph import FOLD_IN_L2, rating_weights
+from tfrs_movies.fold_in_graph import FOLD_IN_L2, population_inverse_hessian, rating_weights
 
 
 class FoldIn:
@@ -23,11 +25,11 @@ class FoldIn:
 
     def __init__(self, movie_vectors: np.ndarray, temperature: float):
         self.temperature = float(temperature)
-        # Operands made once: float64 vectors, and their free (non-bias) columns contiguous in
-        # float64 and float32 (see fold_in).
+        # Operands made once: float64 vectors, their free (non-bias) columns contiguous, and
+        # the shared preconditioner.
         self._movies = movie_vectors.astype(np.float64)
         self._free = np.ascontiguousarray(self._movies[:, :-1])
-        self._free32 = self._free.astype(np.float32)
+        self._inverse_hessian = population_inverse_hessian(self._movies, self.temperature)
 
     def __call__(self, rows: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """The query vector that explains the rated movies.
@@ -37,73 +39,64 @@ class FoldIn:
             ratings: (n,) their ratings on the star scale.
 
         Returns:
-            (D,) float32 vector whose last coordinate is 1 (the bias coordinate); about 0.5 ms
-            for 1,682 movies.
+            (D,) float32 vector whose last coordinate is 1 (the bias coordinate); about 1 ms
+            for 1,682 movies and 257 numbers.
         """
         weights = rating_weights(np.asarray(ratings, np.float64))
         target = (weights[:, None] * self._movies[rows]).sum(0) / weights.sum()
-        return fold_in(self._movies, self._free, self._free32, target, self.temperature)
+        return fold_in(self._movies, self._free, self._inverse_hessian, target, self.temperature)
 
 
 def fold_in(
     movies: np.ndarray,
     free: np.ndarray,
-    free32: np.ndarray,
+    inverse_hessian: np.ndarray,
     target: np.ndarray,
     temperature: float,
-    max_steps: int = 20,
+    max_steps: int = 30,
 ) -> np.ndarray:
     """Minimizes ``logsumexp(movies @ v / T) - target @ v / T + L2 * |v|^2`` over ``v[:-1]``
-    (``v[-1] = 1``, the bias coordinate) by Newton steps with backtracking.
+    (``v[-1] = 1``, the bias coordinate) by preconditioned Newton steps with backtracking.
 
     Args:
-        movies: (N, D) float64 movie vectors; ``free`` and ``free32``: their first D-1
-            columns, contiguous, in float64 and float32.
+        movies: (N, D) float64 movie vectors; ``free``: their first D-1 columns, contiguous.
+        inverse_hessian: (D-1, D-1) the loss's inverse Hessian at the start, the population
+            point ``v[:-1] = 0``
+            (:func:`~tfrs_movies.fold_in_graph.population_inverse_hessian`).
         target: (D,) rating-weighted mean of the rated movies' vectors.
         temperature: the retrieval softmax temperature T.
-        max_steps: most Newton steps (2-3 are typical).
+        max_steps: most Newton steps (8-9 on average).
 
     Returns:
-        (D,) float32 minimizer, started from ``target`` (its last coordinate set to 1); the
-        loss is within ~1e-6 of its minimum.
+        (D,) float32 minimizer; the loss is within ~1e-6 of its minimum.
     """
     penalty, scale = FOLD_IN_L2, 1.0 / temperature
-    vector = target.copy()
+    vector = np.zeros_like(target)
     vector[-1] = 1.0
 
-    def softmax_and_loss(v):
-        logits = movies @ v * scale
+    def loss_of(logits, v):
         top = logits.max()
-        exps = np.exp(logits - top)
-        total = exps.sum()
-        loss = top + np.log(total) - scale * (target @ v) + penalty * (v @ v)
-        return exps / total, loss
+        return top + np.log(np.exp(logits - top).sum()) - scale * (target @ v) + penalty * (v @ v)
 
-    probabilities, loss = softmax_and_loss(vector)
-    inverse_hessian = None
+    logits = movies[:, -1] * scale
+    loss = loss_of(logits, vector)
     for _ in range(max_steps):
-        mean = probabilities @ free
-        gradient = scale * (mean - target[:-1]) + 2 * penalty * vector[:-1]
-        if inverse_hessian is None:
-            # The Hessian at the start serves every step (it changes little near the optimum):
-            # each later step costs two matrix-vector products instead of a (D, N) x (N, D)
-            # product. In float32 it is ~4x cheaper again; an inexact Hessian only slows the
-            # convergence, not the point converged to (the gradient is float64).
-            weighted = free32 * probabilities.astype(np.float32)[:, None]
-            hessian = scale**2 * ((weighted.T @ free32) - np.outer(mean, mean))
-            hessian.flat[:: len(hessian) + 1] += 2 * penalty
-            inverse_hessian = np.linalg.inv(hessian)
+        probabilities = np.exp(logits - logits.max())
+        probabilities /= probabilities.sum()
+        gradient = scale * (probabilities @ free - target[:-1]) + 2 * penalty * vector[:-1]
         step = inverse_hessian @ gradient
         decrease = float(gradient @ step)  # > 0: the Hessian is positive definite
         if decrease < 1e-6:  # the loss is within ~1e-6 of its minimum (vector within ~1e-4)
             break
+        direction = free @ step * scale  # logits are linear in the vector
         size = 1.0
-        while True:  # backtracking (Armijo) line search; a full step is nearly always taken
+        while True:  # backtracking (Armijo) line search
             candidate = vector.copy()
             candidate[:-1] -= size * step
-            candidate_probabilities, candidate_loss = softmax_and_loss(candidate)
+            candidate_logits = logits - size * direction
+            candidate_loss = loss_of(candidate_logits, candidate)
             if candidate_loss <= loss - 0.25 * size * decrease or size < 1e-4:
                 break
             size *= 0.5
-        vector, probabilities, loss = candidate, candidate_probabilities, candidate_loss
+        vector, logits, loss = candidate, candidate_logits, candidate_loss
     return vector.astype(np.float32)
