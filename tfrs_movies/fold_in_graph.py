@@ -92,8 +92,8 @@ class FoldInGraph(tf.Module):
 
     def __init__(self, movie_vectors: np.ndarray, temperature: float):
         super().__init__()
-        # Stored in float32 (the SavedModel's size); computed in float64, because the line
-        # search compares losses that differ by ~1e-6 near the minimum.
+        # Stored in float32 (the SavedModel's size); the losses are computed in float64,
+        # because the line search compares losses that differ by ~1e-6 near the minimum.
         stored = np.asarray(movie_vectors, np.float32)
         self.stored_vectors = tf.constant(stored)
         self.scale = 1.0 / float(temperature)
@@ -116,19 +116,25 @@ class FoldInGraph(tf.Module):
             bool, False for a person with no known movie, whose vector says nothing about them
             (the exported signatures fall back to popularity for them).
         """
-        movie_vectors = tf.cast(self.stored_vectors, tf.float64)
+        # The matrix products read the stored float32 vectors (casting the whole catalogue to
+        # float64 on every call took a quarter of the time); what they produce is accumulated
+        # and compared in float64.
         movie_index = tf.cast(movie_index, tf.int64)
         mask = tf.cast(movie_index > 0, tf.float64)
         weights = rating_weights(tf.cast(ratings, tf.float64)) * mask
         total = tf.reduce_sum(weights, axis=1)
         known = total > 0
-        rated = tf.gather(movie_vectors, movie_index)  # (B, N, D)
+        rated = tf.cast(tf.gather(self.stored_vectors, movie_index), tf.float64)  # (B, N, D)
         target = tf.einsum("bn,bnd->bd", weights, rated) / tf.maximum(total, 1e-12)[:, None]
-        movies = movie_vectors[1:]  # (M, D): the catalogue without the OOV row
-        free = movies[:, :-1]
+        free = self.stored_vectors[1:, :-1]  # (M, D - 1): the catalogue without the OOV row
+        biases = tf.cast(self.stored_vectors[1:, -1], tf.float64)  # (M,)
         inverse_hessian = tf.cast(self.inverse_hessian, tf.float64)
         scale, penalty = self.scale, FOLD_IN_L2
         sizes = tf.constant(STEP_SIZES, tf.float64)
+
+        def product(left, right, transpose_right=False):  # float32 product, float64 result
+            left = tf.cast(left, tf.float32)
+            return tf.cast(tf.matmul(left, right, transpose_b=transpose_right), tf.float64)
 
         def loss_of(logits, free_part):  # (..., B, M) logits, (..., B, D - 1) -> (..., B)
             # The vector is (free_part, 1): the bias coordinate adds target[-1] and 1.
@@ -139,33 +145,33 @@ class FoldInGraph(tf.Module):
             )
 
         current = tf.zeros_like(target[:, :-1])  # the population point
-        logits = tf.zeros_like(known, tf.float64)[:, None] + scale * movies[None, :, -1]
+        logits = tf.zeros_like(total)[:, None] + scale * biases[None, :]
         loss = loss_of(logits, current)
 
         def newton_step(steps, current, logits, loss, converged):
-            mean = tf.matmul(tf.nn.softmax(logits), free)  # (B, D - 1)
-            gradient = scale * (mean - target[:, :-1]) + 2 * penalty * current
+            gradient = (
+                scale * (product(tf.nn.softmax(logits), free) - target[:, :-1])
+                + 2 * penalty * current
+            )
             step = tf.matmul(gradient, inverse_hessian)  # the inverse is symmetric
             decrease = tf.reduce_sum(gradient * step, axis=1)  # (B,) > 0
             # Within ~1e-6 of the minimum (vector within ~1e-4): this person stays put.
             converged = converged | (decrease < 1e-6)
             # Logits are linear in the vector: one product gives every step size's logits.
-            direction = scale * tf.matmul(step, free, transpose_b=True)  # (B, M)
-            candidates = current[None] - sizes[:, None, None] * step[None]  # (S, B, D - 1)
-            candidate_logits = logits[None] - sizes[:, None, None] * direction[None]
-            candidate_loss = loss_of(candidate_logits, candidates)
+            direction = scale * product(step, free, transpose_right=True)  # (B, M)
+            candidate_loss = loss_of(
+                logits[None] - sizes[:, None, None] * direction[None],
+                current[None] - sizes[:, None, None] * step[None],
+            )  # (S, B)
             armijo = candidate_loss <= loss[None] - 0.25 * sizes[:, None] * decrease[None]
-            # The first (largest) size that decreases enough; the smallest if none does.
+            # The first (largest) size that decreases enough, the smallest if none does; none
+            # for a person who has converged.
             choice = tf.argmax(tf.cast(armijo, tf.int32), axis=0)
             choice = tf.where(tf.reduce_any(armijo, axis=0), choice, len(STEP_SIZES) - 1)
-
-            def chosen(values):  # (S, B, ...) -> (B, ...): each person's chosen size
-                return tf.gather(tf.experimental.numpy.moveaxis(values, 0, 1), choice, batch_dims=1)
-
-            current = tf.where(converged[:, None], current, chosen(candidates))
-            logits = tf.where(converged[:, None], logits, chosen(candidate_logits))
-            loss = tf.where(converged, loss, chosen(candidate_loss))
-            return steps + 1, current, logits, loss, converged
+            size = tf.where(converged, tf.zeros_like(decrease), tf.gather(sizes, choice))
+            current = current - size[:, None] * step
+            logits = logits - size[:, None] * direction
+            return steps + 1, current, logits, loss_of(logits, current), converged
 
         _, current, _, _, _ = tf.while_loop(
             lambda steps, current, logits, loss, converged: (
