@@ -229,32 +229,51 @@ def test_fold_in_reaches_the_minimum(recommender: Recommender, fold_in_path):
         assert loss(vector + step) >= loss(vector) - 1e-9
 
 
-def test_population_inverse_hessian_known_answer():
+@pytest.mark.parametrize("people", [0, 1, 3])
+def test_inverse_hessian_known_answer(people):
     """The shared preconditioner is the inverse of the fold-in loss's Hessian (TensorFlow
-    autodiff) at the population point, whatever the person's target."""
+    autodiff) averaged over the given query vectors (0 people: the start point, free part 0),
+    whatever the person's target."""
     import tensorflow as tf
 
-    from tfrs_movies.fold_in_graph import population_inverse_hessian
+    from tfrs_movies.fold_in_graph import inverse_hessian
 
     rng = np.random.default_rng(3)
     catalogue = rng.normal(size=(40, 6))
     temperature = 0.5
     target = tf.constant(rng.normal(size=6))
-    free = tf.Variable(np.zeros(5))
-    with tf.GradientTape() as outer:
-        with tf.GradientTape() as inner:
-            vector = tf.concat([free, tf.ones(1, tf.float64)], 0)
-            logits = tf.linalg.matvec(tf.constant(catalogue), vector) / temperature
-            loss = (
-                tf.reduce_logsumexp(logits)
-                - tf.reduce_sum(target * vector) / temperature
-                + FOLD_IN_L2 * tf.reduce_sum(vector * vector)
-            )
-        gradient = inner.gradient(loss, free)
-    hessian = outer.jacobian(gradient, free).numpy()
-    inverse = population_inverse_hessian(catalogue, temperature)
-    np.testing.assert_allclose(inverse @ hessian, np.eye(5), atol=1e-10)
+    queries = np.concatenate([rng.normal(size=(people, 5)), np.ones((people, 1))], axis=1)
+    hessians = []
+    for start in queries[:, :-1] if people else [np.zeros(5)]:
+        free = tf.Variable(start)
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                vector = tf.concat([free, tf.ones(1, tf.float64)], 0)
+                logits = tf.linalg.matvec(tf.constant(catalogue), vector) / temperature
+                loss = (
+                    tf.reduce_logsumexp(logits)
+                    - tf.reduce_sum(target * vector) / temperature
+                    + FOLD_IN_L2 * tf.reduce_sum(vector * vector)
+                )
+            gradient = inner.gradient(loss, free)
+        hessians.append(outer.jacobian(gradient, free).numpy())
+    inverse = inverse_hessian(catalogue, temperature, queries if people else None)
+    np.testing.assert_allclose(inverse @ np.mean(hessians, axis=0), np.eye(5), atol=1e-10)
     np.testing.assert_array_equal(inverse, inverse.T)
+
+
+def test_reference_histories_known_answer():
+    """Evenly spaced users, each with all of their ratings, padded with index 0."""
+    from tfrs_movies.fold_in_graph import reference_histories
+
+    users = np.array([7, 3, 7, 5, 3, 7])
+    movies = np.array([1, 2, 3, 4, 5, 6])
+    ratings = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 4.5])
+    histories, values = reference_histories(users, movies, ratings, count=2)
+    np.testing.assert_array_equal(histories, [[2, 5, 0], [1, 3, 6]])  # users 3 and 7
+    np.testing.assert_array_equal(values, [[2.0, 5.0, 0.0], [1.0, 3.0, 4.5]])
+    histories, _ = reference_histories(users, movies, ratings, count=10)
+    np.testing.assert_array_equal(histories[:, 0], [2, 4, 1])  # every user once
 
 
 def test_one_id_mapping_for_numpy_and_the_savedmodels():

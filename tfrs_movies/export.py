@@ -23,7 +23,7 @@ from tfrs_movies.config import Config, IndexConfig
 from tfrs_movies.data.prepare import PreparedData
 from tfrs_movies.data.schema import GENRES
 from tfrs_movies.data.vocab import Vocabulary
-from tfrs_movies.fold_in_graph import FoldInGraph
+from tfrs_movies.fold_in_graph import FoldInGraph, reference_histories
 from tfrs_movies.log import Log, print_line
 from tfrs_movies.saved_modules import index_module, ranking_module
 
@@ -245,7 +245,16 @@ def export_run(
             log(f"export: saved {what} ({time.perf_counter() - stage:.0f}s)")
         stage = time.perf_counter()
 
-    fold_in = FoldInGraph(model.catalogue_vectors().numpy(), config.model.temperature)
+    # The training-split ratings (validation part included), by vocabulary index: the seen
+    # lists, and the histories of the fold-in's reference people.
+    seen_user = prepared.user_vocab_of_row[prepared.train.user_index]
+    seen_movie = prepared.movie_vocab_of_row[prepared.train.movie_index]
+    keep = (seen_user > 0) & (seen_movie > 0)
+    fold_in = FoldInGraph(
+        model.catalogue_vectors().numpy(),
+        config.model.temperature,
+        reference_histories(seen_user[keep], seen_movie[keep], prepared.train.rating[keep]),
+    )
     popularity = prepared.movie_frequencies[1:]
     save_index(
         layer, model.user_tower, users, movies, dim, paths.retrieval_index, fold_in, popularity
@@ -275,10 +284,6 @@ def export_run(
         num_train_ratings=prepared.movie_frequencies[1:],
         movie_vectors=catalogue,
     )
-    # Seen = every training-split rating (validation part included), by user vocabulary index.
-    seen_user = prepared.user_vocab_of_row[prepared.train.user_index]
-    seen_movie = prepared.movie_vocab_of_row[prepared.train.movie_index]
-    keep = (seen_user > 0) & (seen_movie > 0)
     order = np.lexsort((seen_movie[keep], seen_user[keep]))
     seen_user_rows = Vocabulary.row_of_index(seen_user[keep])
     indptr = np.concatenate([[0], np.cumsum(np.bincount(seen_user_rows, minlength=len(users)))])
