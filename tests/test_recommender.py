@@ -404,6 +404,23 @@ def test_exported_and_numpy_fold_in_agree(recommender: Recommender):
         np.testing.assert_allclose(exported, numpy_vector, atol=1e-4)
 
 
+def test_fold_in_without_the_exported_preconditioner_reaches_the_same_vector(
+    recommender: Recommender,
+):
+    """Runs exported before the preconditioner was saved fold in with the Hessian at the start
+    point: more steps, the same minimum."""
+    from tfrs_movies.recommend.fold_in import FoldIn
+
+    start_point = FoldIn(recommender.movie_vectors, recommender.temperature)
+    rng = np.random.default_rng(1)
+    for size in (1, 4, 15):
+        rows = rng.choice(len(recommender.movie_ids), size, replace=False)
+        values = rng.choice([1.0, 3.0, 4.5, 5.0], size)
+        np.testing.assert_allclose(
+            start_point(rows, values), recommender._numpy_fold_in(rows, values), atol=1e-4
+        )
+
+
 def _person_tensors(histories: list[dict[str, float]]):
     """(movie_ids [B, N] padded with "", ratings [B, N]) tensors of people's histories."""
     import tensorflow as tf
