@@ -168,6 +168,28 @@ def test_numpy_rescoring_matches_the_savedmodel(
     )
 
 
+def test_block_diagonal_kernels_are_multiplied_block_by_block():
+    """An ensemble's block-diagonal kernel is found from its zeros (the row past the last
+    block included) and multiplied block by block, with the whole product's answer; dense
+    kernels and single outputs are multiplied whole."""
+    rng = np.random.default_rng(0)
+    kernel = np.zeros((9, 6), np.float32)  # 4 rows x 2 columns per member, then a zero row
+    for k in range(2):
+        kernel[4 * k : 4 * (k + 1), 3 * k : 3 * (k + 1)] = rng.normal(size=(4, 3))
+    assert rescoring.diagonal_blocks(kernel) == [
+        (slice(0, 4), slice(0, 3)),
+        (slice(4, 8), slice(3, 6)),
+    ]
+    inputs = rng.normal(size=(5, 9)).astype(np.float32)
+    np.testing.assert_allclose(
+        rescoring.BlockKernel(kernel).times(inputs), inputs @ kernel, rtol=1e-6, atol=1e-6
+    )
+    kernel[8, 0] = 1.0  # the last row is read: no longer block-diagonal
+    assert rescoring.diagonal_blocks(kernel) is None
+    assert rescoring.diagonal_blocks(rng.normal(size=(8, 6))) is None
+    assert rescoring.diagonal_blocks(np.ones((8, 1))) is None
+
+
 def test_numpy_rating_head_known_answer():
     """A hand-sized head: mean + biases + a one-hidden-unit MLP, computed by hand."""
     movies = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)
