@@ -29,9 +29,11 @@ FOLD_IN_L2 = 5.0
 Tuned on ml-100k (default config): 3-10 best reproduce the trained users' top-50 from 10
 ratings."""
 
-MAX_NEWTON_STEPS = 30  # as FoldIn; 3-4 on average reach the minimum, 8 at most (measured)
-# Step sizes tried at once, a vectorized backtracking line search.
-STEP_SIZES = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125)
+MAX_NEWTON_STEPS = 30  # as FoldIn; 4-6 on average reach the minimum, 12 at most (measured)
+# Step sizes tried at once, a vectorized backtracking line search. The numpy fold-in, which
+# halves until the step is accepted, took only 1 and 0.5 in 3,908 steps (800 histories of 1-400
+# ratings, ml-100k and ml-latest-small); a person for whom none is accepted takes the smallest.
+STEP_SIZES = (1.0, 0.5, 0.25)
 
 
 def rating_weights(ratings):
@@ -185,16 +187,22 @@ class FoldInGraph(tf.Module):
         inverse_hessian = tf.cast(self.inverse_hessian, tf.float64)
         scale, penalty = self.scale, FOLD_IN_L2
         sizes = tf.constant(STEP_SIZES, tf.float64)
+        # Broadcast over (S, B, ...) once, outside the loop; Armijo's 0.25 folded in.
+        sizes_3d = tf.constant(np.array(STEP_SIZES)[:, None, None], tf.float64)
+        armijo_slopes = tf.constant(0.25 * np.array(STEP_SIZES)[:, None], tf.float64)
 
         def product(left, right, transpose_right=False):  # float32 product, float64 result
             left = tf.cast(left, tf.float32)
             return tf.cast(tf.matmul(left, right, transpose_b=transpose_right), tf.float64)
 
+        target_free = target[:, :-1]
+        target_last = target[:, -1]
+
         def loss_of(logits, free_part):  # (..., B, M) logits, (..., B, D - 1) -> (..., B)
             # The vector is (free_part, 1): the bias coordinate adds target[-1] and 1.
             return (
                 tf.reduce_logsumexp(logits, axis=-1)
-                - scale * (tf.reduce_sum(target[:, :-1] * free_part, axis=-1) + target[:, -1])
+                - scale * (tf.reduce_sum(target_free * free_part, axis=-1) + target_last)
                 + penalty * (tf.reduce_sum(free_part * free_part, axis=-1) + 1.0)
             )
 
@@ -204,8 +212,7 @@ class FoldInGraph(tf.Module):
 
         def newton_step(steps, current, logits, loss, converged):
             gradient = (
-                scale * (product(tf.nn.softmax(logits), free) - target[:, :-1])
-                + 2 * penalty * current
+                scale * (product(tf.nn.softmax(logits), free) - target_free) + 2 * penalty * current
             )
             step = tf.matmul(gradient, inverse_hessian)  # the inverse is symmetric
             decrease = tf.reduce_sum(gradient * step, axis=1)  # (B,) > 0
@@ -214,10 +221,10 @@ class FoldInGraph(tf.Module):
             # Logits are linear in the vector: one product gives every step size's logits.
             direction = scale * product(step, free, transpose_right=True)  # (B, M)
             candidate_loss = loss_of(
-                logits[None] - sizes[:, None, None] * direction[None],
-                current[None] - sizes[:, None, None] * step[None],
+                logits - sizes_3d * direction,
+                current - sizes_3d * step,
             )  # (S, B)
-            armijo = candidate_loss <= loss[None] - 0.25 * sizes[:, None] * decrease[None]
+            armijo = candidate_loss <= loss - armijo_slopes * decrease
             # The first (largest) size that decreases enough, the smallest if none does; none
             # for a person who has converged.
             choice = tf.argmax(tf.cast(armijo, tf.int32), axis=0)
