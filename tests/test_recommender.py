@@ -284,6 +284,35 @@ def test_inverse_hessian_known_answer(people):
     np.testing.assert_array_equal(inverse, inverse.T)
 
 
+def test_fold_in_graph_preconditioner_is_averaged_at_the_reference_fold_ins():
+    """With reference people, the saved preconditioner is the inverse Hessian averaged at
+    their folded-in vectors (people with no known movie left out); without, the start
+    point's; both reach the same vectors."""
+    import tensorflow as tf
+
+    from tfrs_movies.fold_in_graph import FoldInGraph, inverse_hessian
+
+    rng = np.random.default_rng(4)
+    movie_vectors = rng.normal(0, 0.3, size=(30, 7)).astype(np.float32)
+    reference = (
+        np.array([[1, 2, 3], [4, 0, 0], [0, 0, 0]], np.int64),
+        np.array([[5.0, 4.0, 1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 0.0]], np.float32),
+    )
+    start = FoldInGraph(movie_vectors, 0.2)
+    averaged = FoldInGraph(movie_vectors, 0.2, reference)
+    np.testing.assert_allclose(
+        start.inverse_hessian.numpy(), inverse_hessian(movie_vectors[1:], 0.2), rtol=1e-6
+    )
+    # The reference people are folded in with the start point's preconditioner.
+    vectors, known = start(*(tf.constant(part) for part in reference))
+    assert known.numpy().tolist() == [True, True, False]
+    expected = inverse_hessian(movie_vectors[1:], 0.2, vectors.numpy()[:2])
+    np.testing.assert_allclose(averaged.inverse_hessian.numpy(), expected, rtol=1e-5, atol=1e-8)
+    assert not np.allclose(averaged.inverse_hessian.numpy(), start.inverse_hessian.numpy())
+    people = (tf.constant([[5, 6, 7]], tf.int64), tf.constant([[4.0, 5.0, 2.0]]))
+    np.testing.assert_allclose(averaged(*people)[0], start(*people)[0], atol=1e-4)
+
+
 def test_reference_histories_known_answer():
     """Evenly spaced users, each with all of their ratings, padded with index 0."""
     from tfrs_movies.fold_in_graph import reference_histories
