@@ -325,6 +325,9 @@ def test_reference_histories_known_answer():
     np.testing.assert_array_equal(values, [[2.0, 5.0, 0.0], [1.0, 3.0, 4.5]])
     histories, _ = reference_histories(users, movies, ratings, count=10)
     np.testing.assert_array_equal(histories[:, 0], [2, 4, 1])  # every user once
+    histories, values = reference_histories(users, movies, ratings, count=1, max_ratings=2)
+    np.testing.assert_array_equal(histories, [[2, 5]])  # user 3, its first 2 ratings
+    np.testing.assert_array_equal(values, [[2.0, 5.0]])
 
 
 def test_one_id_mapping_for_numpy_and_the_savedmodels():

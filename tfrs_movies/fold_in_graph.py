@@ -93,7 +93,11 @@ def inverse_hessian(
 
 
 def reference_histories(
-    user_index: np.ndarray, movie_index: np.ndarray, ratings: np.ndarray, count: int = 64
+    user_index: np.ndarray,
+    movie_index: np.ndarray,
+    ratings: np.ndarray,
+    count: int = 64,
+    max_ratings: int = 500,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Histories of ``count`` trained users, evenly spaced over the users (deterministic), for
     :class:`FoldInGraph`'s preconditioner.
@@ -101,19 +105,21 @@ def reference_histories(
     Args:
         user_index, movie_index, ratings: (n,) the training ratings, by vocabulary index.
         count: how many users at most.
+        max_ratings: each user's first ``max_ratings`` ratings (in the given order) at most,
+            which bounds the fold-in's (count, N, D) gather on large datasets.
 
     Returns:
         ``(movie_index, ratings)``: (count, N) int64 and float32, padded with index 0.
     """
     sizes = np.unique(user_index, return_counts=True)[1]
-    order = np.argsort(user_index, kind="stable")  # each user's ratings together
+    order = np.argsort(user_index, kind="stable")  # each user's ratings together, in order
     starts = np.concatenate([[0], np.cumsum(sizes)])
     chosen = np.unique(np.linspace(0, len(sizes) - 1, min(count, len(sizes))).astype(int))
-    width = int(sizes[chosen].max()) if len(chosen) else 1
+    width = int(min(sizes[chosen].max(), max_ratings)) if len(chosen) else 1
     histories = np.zeros((len(chosen), width), np.int64)
     values = np.zeros((len(chosen), width), np.float32)
     for row, user in enumerate(chosen):
-        taken = order[starts[user] : starts[user + 1]]
+        taken = order[starts[user] : starts[user + 1]][:width]
         histories[row, : len(taken)] = movie_index[taken]
         values[row, : len(taken)] = ratings[taken]
     return histories, values

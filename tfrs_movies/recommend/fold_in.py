@@ -39,7 +39,7 @@ class FoldIn:
         self._free = np.ascontiguousarray(self._movies[:, :-1])
         if preconditioner is None:
             preconditioner = inverse_hessian(self._movies, self.temperature)
-        self._inverse_hessian = np.asarray(preconditioner, np.float64)
+        self._preconditioner = np.asarray(preconditioner, np.float64)
 
     def __call__(self, rows: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """The query vector that explains the rated movies.
@@ -54,13 +54,13 @@ class FoldIn:
         """
         weights = rating_weights(np.asarray(ratings, np.float64))
         target = (weights[:, None] * self._movies[rows]).sum(0) / weights.sum()
-        return fold_in(self._movies, self._free, self._inverse_hessian, target, self.temperature)
+        return fold_in(self._movies, self._free, self._preconditioner, target, self.temperature)
 
 
 def fold_in(
     movies: np.ndarray,
     free: np.ndarray,
-    inverse_hessian: np.ndarray,
+    preconditioner: np.ndarray,
     target: np.ndarray,
     temperature: float,
     max_steps: int = 30,
@@ -71,7 +71,7 @@ def fold_in(
 
     Args:
         movies: (N, D) float64 movie vectors; ``free``: their first D-1 columns, contiguous.
-        inverse_hessian: (D-1, D-1) the shared preconditioner
+        preconditioner: (D-1, D-1) the shared inverse Hessian
             (:func:`~tfrs_movies.fold_in_graph.inverse_hessian`).
         target: (D,) rating-weighted mean of the rated movies' vectors.
         temperature: the retrieval softmax temperature T.
@@ -94,7 +94,7 @@ def fold_in(
         probabilities = np.exp(logits - logits.max())
         probabilities /= probabilities.sum()
         gradient = scale * (probabilities @ free - target[:-1]) + 2 * penalty * vector[:-1]
-        step = inverse_hessian @ gradient
+        step = preconditioner @ gradient
         decrease = float(gradient @ step)  # > 0: the Hessian is positive definite
         if decrease < 1e-6:  # the loss is within ~1e-6 of its minimum (vector within ~1e-4)
             break
