@@ -79,14 +79,10 @@ class Recommender:
         # Runs of format 2 fold new people in inside their retrieval_index SavedModel; older
         # ones have no such signature and fold them in with numpy (the same minimization,
         # with the export's preconditioner where the SavedModel has one).
-        preconditioner = getattr(
-            getattr(retrieval_index, "fold_in_graph", None), "inverse_hessian", None
-        )
-        self._numpy_fold_in = FoldIn(
-            movie_vectors,
-            self.temperature,
-            None if preconditioner is None else preconditioner.numpy(),
-        )
+        graph = getattr(retrieval_index, "fold_in_graph", None)
+        saved = getattr(graph, "inverse_hessian", None)
+        preconditioner = None if saved is None else saved.numpy()
+        self._numpy_fold_in = FoldIn(movie_vectors, self.temperature, preconditioner)
         self.exported_fold_in = _single_graph(getattr(retrieval_index, "fold_in", None))
         self._log_popularity = np.log1p(np.asarray(self.num_ratings, np.float64))
 
