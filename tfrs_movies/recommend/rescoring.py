@@ -79,13 +79,11 @@ class BlockKernel:
     def __init__(self, kernel: np.ndarray):
         self.kernel = np.asarray(kernel, np.float32)
         self.blocks = diagonal_blocks(self.kernel)
-        self._parts = (
-            []
-            if self.blocks is None
-            else [
-                (rows, columns, self.kernel[rows, columns].copy()) for rows, columns in self.blocks
-            ]
-        )
+        # Each block's kernel contiguous, with where it reads and writes.
+        self._parts = [
+            (rows, columns, self.kernel[rows, columns].copy())
+            for rows, columns in self.blocks or []
+        ]
 
     def times(self, inputs: np.ndarray) -> np.ndarray:
         """(n, in) -> (n, out) float32: ``inputs @ kernel``."""
@@ -197,7 +195,7 @@ class NumpyRatingHead:
         """
         queries, candidates = movie_rows.shape
         users = np.asarray(user_vectors, np.float32)
-        # (Q, C, ...) blocks broadcast each query's parts over its candidates (no repeats).
+        # Each query's parts are broadcast over its candidates as (Q, C, ...), not repeated.
         products = users[:, None, :] * self.movie_vectors[movie_rows]
         hidden = self._product_kernel.times(products.reshape(queries * candidates, -1))
         hidden = hidden.reshape(queries, candidates, -1)
