@@ -29,7 +29,7 @@ FOLD_IN_L2 = 5.0
 Tuned on ml-100k (default config): 3-10 best reproduce the trained users' top-50 from 10
 ratings."""
 
-MAX_NEWTON_STEPS = 30  # as FoldIn; 4-6 on average reach the minimum, 12 at most (measured)
+MAX_NEWTON_STEPS = 30  # FoldIn too; 4-6 on average reach the minimum, 12 at most (measured)
 # Step sizes tried at once, a vectorized backtracking line search. The numpy fold-in, which
 # halves until the step is accepted, took only 1 and 0.5 in 3,908 steps (800 histories of 1-400
 # ratings, ml-100k and ml-latest-small); a person for whom none is accepted takes the smallest.
@@ -192,10 +192,9 @@ class FoldInGraph(tf.Module):
         biases = tf.cast(self.stored_vectors[1:, -1], tf.float64)  # (M,)
         inverse_hessian = tf.cast(self.inverse_hessian, tf.float64)
         scale, penalty = self.scale, FOLD_IN_L2
-        sizes = tf.constant(STEP_SIZES, tf.float64)
-        # Broadcast over (S, B, ...) once, outside the loop; Armijo's 0.25 folded in.
-        sizes_3d = tf.constant(np.array(STEP_SIZES)[:, None, None], tf.float64)
-        armijo_slopes = tf.constant(0.25 * np.array(STEP_SIZES)[:, None], tf.float64)
+        # (S, 1): one row per step size. Its numpy slices below become constants when traced,
+        # so the loop body computes none of them.
+        sizes = np.array(STEP_SIZES)[:, None]
 
         def product(left, right, transpose_right=False):  # float32 product, float64 result
             left = tf.cast(left, tf.float32)
@@ -227,15 +226,15 @@ class FoldInGraph(tf.Module):
             # Logits are linear in the vector: one product gives every step size's logits.
             direction = scale * product(step, free, transpose_right=True)  # (B, M)
             candidate_loss = loss_of(
-                logits - sizes_3d * direction,
-                current - sizes_3d * step,
+                logits - direction * sizes[:, :, None],
+                current - step * sizes[:, :, None],
             )  # (S, B)
-            armijo = candidate_loss <= loss - armijo_slopes * decrease
+            armijo = candidate_loss <= loss - decrease * (0.25 * sizes)
             # The first (largest) size that decreases enough, the smallest if none does; none
             # for a person who has converged.
             choice = tf.argmax(tf.cast(armijo, tf.int32), axis=0)
             choice = tf.where(tf.reduce_any(armijo, axis=0), choice, len(STEP_SIZES) - 1)
-            size = tf.where(converged, tf.zeros_like(decrease), tf.gather(sizes, choice))
+            size = tf.where(converged, tf.zeros_like(decrease), tf.gather(sizes[:, 0], choice))
             current = current - size[:, None] * step
             logits = logits - size[:, None] * direction
             chosen_loss = tf.gather(tf.transpose(candidate_loss), choice, batch_dims=1)

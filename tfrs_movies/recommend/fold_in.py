@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfrs_movies.fold_in_graph import FOLD_IN_L2, inverse_hessian, rating_weights
+from tfrs_movies.fold_in_graph import (
+    FOLD_IN_L2,
+    MAX_NEWTON_STEPS,
+    inverse_hessian,
+    rating_weights,
+)
 
 
 class FoldIn:
@@ -63,7 +68,7 @@ def fold_in(
     preconditioner: np.ndarray,
     target: np.ndarray,
     temperature: float,
-    max_steps: int = 30,
+    max_steps: int = MAX_NEWTON_STEPS,
 ) -> np.ndarray:
     """Minimizes ``logsumexp(movies @ v / T) - target @ v / T + L2 * |v|^2`` over ``v[:-1]``
     (``v[-1] = 1``, the bias coordinate) by preconditioned Newton steps with backtracking,
