@@ -26,6 +26,8 @@ from tfrs_movies.evaluation import (
     choose_ials,
     evaluate_baselines,
     ials,
+    per_user_topn,
+    rank_test_users,
     rating_metrics,
     topn_metrics,
     topn_metrics_from_lists,
@@ -123,6 +125,22 @@ def test_known_answers_from_lists():
     assert got == pytest.approx(EXPECTED, abs=1e-12)
 
 
+def test_per_user_known_answers_average_to_the_reported_means():
+    got = per_user_topn(LISTS, np.array([0, 1, 2]), TEST, ks=(2, 4), ndcg_k=2)
+    assert got["recall@2"] == pytest.approx([0.5, 1.0, 0.0], abs=1e-12)
+    assert got["recall@4"] == pytest.approx([1.0, 1.0, 1 / 3], abs=1e-12)
+    assert got["ndcg@2"] == pytest.approx([1 / (1 + 1 / LOG2_3), 1 / LOG2_3, 0.0], abs=1e-12)
+    assert got["map@2"] == pytest.approx([0.5, 0.5, 0.0], abs=1e-12)
+    means = topn_metrics_from_lists(
+        LISTS, np.array([0, 1, 2]), TEST, ks=(2, 4), ndcg_k=2, coverage_k=2
+    )
+    assert {name: float(values.mean()) for name, values in got.items()} == pytest.approx(
+        {name: means[name] for name in got}, abs=1e-15
+    )
+    with pytest.raises(ValueError, match="repeats a movie"):
+        per_user_topn(np.array([[1, 1]]), np.array([0]), TEST, ks=(2,), ndcg_k=2)
+
+
 def test_known_answers_from_scores_with_seen_movies_ranked_first():
     # Seen movies get the highest scores; after excluding them the ranking is LISTS.
     # User 3 has training ratings but no test rating, so it is not evaluated.
@@ -138,6 +156,10 @@ def test_known_answers_from_scores_with_seen_movies_ranked_first():
     )
     got = topn_metrics(fixed_scores(scores), train, TEST, ks=(2, 4), ndcg_k=2, coverage_k=2)
     assert got == pytest.approx(EXPECTED, abs=1e-12)
+    top, user_rows, relevant = rank_test_users(fixed_scores(scores), train, TEST, depth=4)
+    assert user_rows.tolist() == [0, 1, 2]
+    assert top.tolist() == LISTS.tolist()
+    assert relevant.counts()[user_rows].tolist() == [2, 1, 3]
 
 
 def test_recall_divides_by_all_relevant_not_min_k():

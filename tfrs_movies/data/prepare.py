@@ -9,6 +9,7 @@ Training, evaluation and export all take that value; nothing here imports Tensor
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from tfrs_movies.data.splits import split_ratings
 from tfrs_movies.data.vocab import build_vocabularies
 from tfrs_movies.errors import ConfigError
 from tfrs_movies.log import Log, print_line
+
+RUN_CARVE = 1
+"""The second number of a run's validation-carve seed, ``[data.split_seed, RUN_CARVE]``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,15 +113,16 @@ def prepare_data(
             f"the {d.split} split of {ratings.name} left {train.num_ratings} training and "
             f"{test.num_ratings} test ratings; both must be non-empty"
         )
-    if d.validation_fraction > 0:
-        # Seeded apart from the test split so the test split never influences training choices.
-        rng = np.random.default_rng([d.split_seed, 1])
-        share = min(d.validation_fraction, d.validation_max_ratings / train.num_ratings)
-        is_validation = rng.random(train.num_ratings) < share
-        fit, validation = train.subset(~is_validation), train.subset(is_validation)
-    else:
-        fit, validation = train, train.subset(np.zeros(train.num_ratings, bool))
-    prepared = _indexed(ratings, train, fit, validation, test)
+    # Seeded apart from the test split so the test split never influences training choices.
+    prepared = carve_validation(
+        ratings,
+        train,
+        test,
+        d.validation_fraction,
+        d.validation_max_ratings,
+        seed=[d.split_seed, RUN_CARVE],
+    )
+    fit, validation = prepared.fit, prepared.validation
     log(
         f"data: {ratings.name}: {ratings.num_ratings:,} ratings; split {d.split} "
         f"(seed {d.split_seed}): fit {fit.num_ratings:,}, validation {validation.num_ratings:,}, "
@@ -125,6 +130,36 @@ def prepare_data(
         f"{prepared.num_movies:,} movies"
     )
     return prepared
+
+
+def carve_validation(
+    ratings: Ratings,
+    train: Ratings,
+    test: Ratings,
+    fraction: float,
+    max_ratings: int,
+    seed: Sequence[int],
+) -> PreparedData:
+    """Holds out a seeded random share of ``train`` as the validation part; indexes the splits.
+
+    Args:
+        ratings: the whole dataset (its tables).
+        train, test: its training and test splits.
+        fraction: share of ``train`` held out (each rating independently); 0 holds out none.
+        max_ratings: the share is lowered so that about this many ratings at most are held out.
+        seed: numpy seed of the carve. A run uses ``[data.split_seed, RUN_CARVE]``; other
+            seeds give other carves of the same training split
+            (:mod:`tfrs_movies.experiments.carves`).
+
+    Returns:
+        The prepared data, vocabularies built from the part that is not held out (``fit``).
+    """
+    if fraction > 0:
+        share = min(fraction, max_ratings / train.num_ratings)
+        is_validation = np.random.default_rng(list(seed)).random(train.num_ratings) < share
+    else:
+        is_validation = np.zeros(train.num_ratings, bool)
+    return _indexed(ratings, train, train.subset(~is_validation), train.subset(is_validation), test)
 
 
 def refit_data(prepared: PreparedData) -> PreparedData:

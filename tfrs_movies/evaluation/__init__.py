@@ -17,6 +17,8 @@ from tfrs_movies.evaluation.baselines import EASE, BiasedMF, BiasOnly, MostPopul
 from tfrs_movies.evaluation.ials import IALS, choose_ials
 from tfrs_movies.evaluation.metrics import (
     ScoreFn,
+    per_user_topn,
+    rank_test_users,
     rating_metrics,
     topn_metrics,
     topn_metrics_from_lists,
@@ -44,7 +46,9 @@ __all__ = [
     "evaluate_model",
     "format_metrics",
     "model_scores",
+    "per_user_topn",
     "protocol",
+    "rank_test_users",
     "rating_metrics",
     "topn_metrics",
     "topn_metrics_from_lists",

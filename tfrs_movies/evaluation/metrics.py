@@ -17,7 +17,9 @@ its star value (binary relevance). For a user with relevant set R and ranked lis
 
 each averaged over users; ``coverage@k`` is the fraction of all movies of the table that appear
 in at least one evaluated user's top k. There is exactly one implementation of each metric,
-:func:`topn_metrics_from_lists`; :func:`topn_metrics` ranks with a score function and calls it.
+:func:`per_user_topn` (each user's values, for paired comparisons), which
+:func:`topn_metrics_from_lists` averages; :func:`topn_metrics` ranks with a score function
+(:func:`rank_test_users`) and calls it.
 """
 
 from __future__ import annotations
@@ -87,6 +89,77 @@ def topn_metrics_from_lists(
     """
     ks = _check_ks(ks, ndcg_k, coverage_k)
     relevant = test if isinstance(test, UserItems) else UserItems.from_ratings(test)
+    top, user_rows = _checked_lists(
+        top_movie_rows, user_rows, relevant, max(*ks, ndcg_k, coverage_k)
+    )
+    per_user = _per_user(top, user_rows, relevant, ks, ndcg_k)
+    out: dict[str, float] = {name: float(np.mean(values)) for name, values in per_user.items()}
+    shown = top[:, :coverage_k]
+    out[f"coverage@{coverage_k}"] = float(
+        np.unique(shown[shown >= 0]).shape[0] / relevant.num_movies
+    )
+    out["num_users"] = int(user_rows.shape[0])
+    return out
+
+
+def per_user_topn(
+    top_movie_rows: np.ndarray,
+    user_rows: np.ndarray,
+    test: Ratings | UserItems,
+    *,
+    ks: Sequence[int] = (10, 100),
+    ndcg_k: int = 10,
+) -> dict[str, np.ndarray]:
+    """Each user's top-N metrics of ranked lists, before averaging (for paired comparisons).
+
+    Args:
+        top_movie_rows, user_rows, test, ks, ndcg_k: as :func:`topn_metrics_from_lists`.
+
+    Returns:
+        ``recall@k`` and ``precision@k`` for each k in ``ks``, ``ndcg@{ndcg_k}`` and
+        ``map@{ndcg_k}``: (U,) float64 arrays in the order of ``user_rows``;
+        :func:`topn_metrics_from_lists` reports their means.
+
+    Raises:
+        ValueError: as :func:`topn_metrics_from_lists`.
+    """
+    ks = _check_ks(ks, ndcg_k)
+    relevant = test if isinstance(test, UserItems) else UserItems.from_ratings(test)
+    top, user_rows = _checked_lists(top_movie_rows, user_rows, relevant, max(*ks, ndcg_k))
+    return _per_user(top, user_rows, relevant, ks, ndcg_k)
+
+
+def _per_user(
+    top: np.ndarray,
+    user_rows: np.ndarray,
+    relevant: UserItems,
+    ks: tuple[int, ...],
+    ndcg_k: int,
+) -> dict[str, np.ndarray]:
+    """:func:`per_user_topn` of lists that passed :func:`_checked_lists`."""
+    num_relevant = relevant.counts()[user_rows]
+    hits = relevant.contains(user_rows[:, None], top)  # (U, depth) bool
+    hits_cum = np.cumsum(hits, axis=1)  # hits_cum[:, i] = hits in the top i + 1
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        out[f"recall@{k}"] = hits_cum[:, k - 1] / num_relevant
+    for k in ks:
+        out[f"precision@{k}"] = hits_cum[:, k - 1] / k
+    discounts = 1.0 / np.log2(np.arange(2, ndcg_k + 2))
+    dcg = hits[:, :ndcg_k] @ discounts
+    # Binary relevance: the ideal list puts min(|R|, k) relevant movies first.
+    ideal_hits = np.minimum(num_relevant, ndcg_k)
+    idcg = np.cumsum(discounts)[ideal_hits - 1]
+    out[f"ndcg@{ndcg_k}"] = dcg / idcg
+    precision_at_rank = hits_cum[:, :ndcg_k] / np.arange(1, ndcg_k + 1)
+    out[f"map@{ndcg_k}"] = (precision_at_rank * hits[:, :ndcg_k]).sum(axis=1) / ideal_hits
+    return out
+
+
+def _checked_lists(
+    top_movie_rows: np.ndarray, user_rows: np.ndarray, relevant: UserItems, needed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(top[:, :needed] as int64, user_rows as int64)`` after the checks every metric needs."""
     top = np.asarray(top_movie_rows, dtype=np.int64)
     user_rows = np.asarray(user_rows, dtype=np.int64)
     if top.ndim != 2 or user_rows.ndim != 1 or top.shape[0] != user_rows.shape[0]:
@@ -94,7 +167,6 @@ def topn_metrics_from_lists(
             f"top_movie_rows must be (U, K) and user_rows (U,); got {top.shape} and "
             f"{user_rows.shape}"
         )
-    needed = max(*ks, ndcg_k, coverage_k)
     if top.shape[1] < needed:
         raise ValueError(f"lists have {top.shape[1]} movies but cut-off {needed} was asked for")
     top = top[:, :needed]
@@ -112,31 +184,7 @@ def topn_metrics_from_lists(
         )
     if user_rows.shape[0] == 0:
         raise ValueError("no users to evaluate")
-
-    hits = relevant.contains(user_rows[:, None], top)  # (U, needed) bool
-    hits_cum = np.cumsum(hits, axis=1)  # hits_cum[:, i] = hits in the top i + 1
-    out: dict[str, float] = {}
-    for k in ks:
-        out[f"recall@{k}"] = float(np.mean(hits_cum[:, k - 1] / num_relevant))
-    for k in ks:
-        out[f"precision@{k}"] = float(np.mean(hits_cum[:, k - 1] / k))
-
-    discounts = 1.0 / np.log2(np.arange(2, ndcg_k + 2))
-    dcg = hits[:, :ndcg_k] @ discounts
-    # Binary relevance: the ideal list puts min(|R|, k) relevant movies first.
-    ideal_hits = np.minimum(num_relevant, ndcg_k)
-    idcg = np.cumsum(discounts)[ideal_hits - 1]
-    out[f"ndcg@{ndcg_k}"] = float(np.mean(dcg / idcg))
-    precision_at_rank = hits_cum[:, :ndcg_k] / np.arange(1, ndcg_k + 1)
-    average_precision = (precision_at_rank * hits[:, :ndcg_k]).sum(axis=1) / ideal_hits
-    out[f"map@{ndcg_k}"] = float(np.mean(average_precision))
-
-    shown = top[:, :coverage_k]
-    out[f"coverage@{coverage_k}"] = float(
-        np.unique(shown[shown >= 0]).shape[0] / relevant.num_movies
-    )
-    out["num_users"] = int(user_rows.shape[0])
-    return out
+    return top, user_rows
 
 
 def _top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
@@ -235,15 +283,40 @@ def topn_metrics(
     Returns:
         The dict of :func:`topn_metrics_from_lists` over all users with a relevant test movie.
     """
-    check_same_tables(train, test)
     ks = _check_ks(ks, ndcg_k, coverage_k)
+    ranked = rank_test_users(
+        score_fn, train, test, max(*ks, ndcg_k, coverage_k), exclude_seen, batch_users, log
+    )
+    return topn_metrics_from_lists(*ranked, ks=ks, ndcg_k=ndcg_k, coverage_k=coverage_k)
+
+
+def rank_test_users(
+    score_fn: ScoreFn,
+    train: Ratings,
+    test: Ratings,
+    depth: int,
+    exclude_seen: bool = True,
+    batch_users: int = 512,
+    log: Log = silent,
+) -> tuple[np.ndarray, np.ndarray, UserItems]:
+    """The top ``depth`` movies of every user with a relevant test movie, as
+    :func:`topn_metrics` ranks them (its arguments have the same meaning).
+
+    Returns:
+        ``(top_movie_rows (U, depth) int32, user_rows (U,), relevant)``: the arguments of
+        :func:`topn_metrics_from_lists` and :func:`per_user_topn`; ``relevant`` is the test
+        sets minus the training movies when ``exclude_seen``.
+
+    Raises:
+        ValueError: different tables, or ``score_fn`` returned a wrong shape or NaN.
+    """
+    check_same_tables(train, test)
     num_movies = train.num_movies
     relevant = UserItems.from_ratings(test)
     seen = UserItems.from_ratings(train)
     if exclude_seen:
         relevant = relevant.difference(seen)
     user_rows = relevant.nonempty_rows()
-    depth = max(*ks, ndcg_k, coverage_k)
     top = np.empty((user_rows.shape[0], depth), dtype=np.int32)
     started = shown = time.perf_counter()
     for start in range(0, user_rows.shape[0], batch_users):
@@ -274,9 +347,7 @@ def topn_metrics(
             positions, movie_rows = seen.gather(batch)
             scores[positions, movie_rows] = -np.inf
         top[start : start + batch.shape[0]] = _top_k_rows(scores, depth)
-    return topn_metrics_from_lists(
-        top, user_rows, relevant, ks=ks, ndcg_k=ndcg_k, coverage_k=coverage_k
-    )
+    return top, user_rows, relevant
 
 
 def rating_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:

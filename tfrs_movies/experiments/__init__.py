@@ -8,6 +8,8 @@
 * :mod:`~tfrs_movies.experiments.compare`: runs and sweeps side by side.
 * :mod:`~tfrs_movies.experiments.new_users`: users held out of training, served from a few
   ratings.
+* :mod:`~tfrs_movies.experiments.carves`: the model against EASE and iALS on other validation
+  carves than the run's (paired per user, without the test split).
 * :mod:`~tfrs_movies.experiments.analysis` (with ``embeddings`` and ``analysis_plot``): KMeans
   clusters of the movie embeddings, their genre purity, and a 2-D projection.
 * :mod:`~tfrs_movies.experiments.files`: PNG figures, written atomically.
@@ -23,6 +25,8 @@ _LAZY = {
     "AnalysisResult": "analysis",
     "analyze_run": "analysis",
     "format_analysis": "analysis",
+    "CarveComparison": "carves",
+    "compare_on_carves": "carves",
     "compare_runs": "compare",
     "expand_runs": "compare",
     "format_comparison": "compare",
