@@ -25,6 +25,7 @@ from tfrs_movies.errors import ConfigError
 from tfrs_movies.evaluation.baselines import EASE
 from tfrs_movies.evaluation.ials import IALS, choose_ials
 from tfrs_movies.evaluation.metrics import ScoreFn, per_user_topn, rank_test_users
+from tfrs_movies.experiments.grid import parse_integers
 from tfrs_movies.log import Log, print_line
 
 METRICS = ("recall@10", "ndcg@10")
@@ -101,24 +102,12 @@ def parse_carves(text: str) -> list[int]:
         ConfigError: an item is not an integer, repeats, or is :data:`RUN_CARVE` (the run's own
             carve, on which the choices are made); or there is none.
     """
-    carves: list[int] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        try:
-            carve = int(item)
-        except ValueError:
-            raise ConfigError(f"--carves: {item!r} is not an integer") from None
-        if carve in carves:
-            raise ConfigError(f"--carves: carve {carve} is listed twice")
-        if carve == RUN_CARVE:
-            raise ConfigError(
-                f"--carves: {RUN_CARVE} is the run's own carve, on which the choices are made; "
-                "give others, e.g. 3,4,5"
-            )
-        carves.append(carve)
-    if not carves:
-        raise ConfigError("--carves: give at least one carve, e.g. 3,4,5")
+    carves = parse_integers(text, "--carves", "carve", "3,4,5")
+    if RUN_CARVE in carves:
+        raise ConfigError(
+            f"--carves: {RUN_CARVE} is the run's own carve, on which the choices are made; "
+            "give others, e.g. 3,4,5"
+        )
     return carves
 
 

@@ -90,20 +90,36 @@ def parse_seeds(text: str) -> list[int]:
     Raises:
         ConfigError: a seed is not an integer, or repeats.
     """
-    seeds: list[int] = []
+    return parse_integers(text, "--seeds", "seed", "0,1,2")
+
+
+def parse_integers(text: str, option: str, noun: str, example: str) -> list[int]:
+    """Parses comma-separated distinct integers given to the command-line ``option``.
+
+    Args:
+        text: e.g. ``"0, 1,2"``; empty items are skipped.
+        option, noun, example: for the messages, e.g. ``"--seeds"``, ``"seed"``, ``"0,1,2"``.
+
+    Returns:
+        The integers in the order given.
+
+    Raises:
+        ConfigError: an item is not an integer or repeats, or there is none.
+    """
+    values: list[int] = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
         try:
-            seed = int(item)
+            value = int(item)
         except ValueError:
-            raise ConfigError(f"--seeds: {item!r} is not an integer") from None
-        if seed in seeds:
-            raise ConfigError(f"--seeds: seed {seed} is listed twice")
-        seeds.append(seed)
-    if not seeds:
-        raise ConfigError("--seeds: give at least one seed, e.g. 0,1,2")
-    return seeds
+            raise ConfigError(f"{option}: {item!r} is not an integer") from None
+        if value in values:
+            raise ConfigError(f"{option}: {noun} {value} is listed twice")
+        values.append(value)
+    if not values:
+        raise ConfigError(f"{option}: give at least one {noun}, e.g. {example}")
+    return values
 
 
 def run_name(pair: WeightPair, seed: int) -> str:
