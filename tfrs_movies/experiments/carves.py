@@ -125,7 +125,7 @@ def compare_on_carves(
         config: the run's config (``data.validation_fraction`` > 0: the carves' share).
         carves: second numbers of the carve seeds; the run's own (:data:`RUN_CARVE`) is where
             the choices are made, so it is refused here.
-        log: one line per carve.
+        log: the training's epoch lines, the choices, then one line per carve.
 
     Returns:
         The :class:`CarveComparison`.
@@ -146,14 +146,16 @@ def compare_on_carves(
     if config.data.validation_fraction <= 0:
         raise ConfigError("data.validation_fraction must be > 0 to carve validation parts")
 
-    def train_model(prepared: PreparedData, train_config: Config):
+    def train_model(prepared: PreparedData, train_config: Config, prefix: str):
         seed_everything(train_config.train.seed)
         model = build_model(prepared, train_config)
         model.compile(optimizer=make_optimizer(train_config))
-        return model, fit_model(model, prepared, train_config, log=lambda message: None)
+        fit = fit_model(model, prepared, train_config, log=lambda line: log(f"{prefix}{line}"))
+        return model, fit
 
     run = prepare_data(config, log=log)
-    _, chosen = train_model(run, config)
+    log("the run's carve: the epoch count by early stopping, then iALS's grid")
+    _, chosen = train_model(run, config, "run's carve: ")
     epochs = chosen.best_epoch
     ials_params = choose_ials(run.fit, run.validation, seed=config.train.seed).params
     log(f"chosen on the run's carve: {epochs} epochs; iALS {ials_params}")
@@ -174,7 +176,7 @@ def compare_on_carves(
         blind = dataclasses.replace(
             prepared, validation=prepared.fit.subset(np.zeros(prepared.fit.num_ratings, bool))
         )
-        model, _ = train_model(blind, fixed)
+        model, _ = train_model(blind, fixed, f"carve {carve}: ")
         per_user = {
             "model": _per_user(model_scores(model, prepared), prepared),
             "ease": _per_user(EASE().fit(prepared.fit), prepared),
