@@ -111,7 +111,8 @@ def parse_carves(text: str) -> list[int]:
     return carves
 
 
-def _per_user(score_fn: ScoreFn, prepared: PreparedData) -> dict[str, np.ndarray]:
+def _carve_metrics(score_fn: ScoreFn, prepared: PreparedData) -> dict[str, np.ndarray]:
+    # Each carve user's Recall@10 and NDCG@10, the carve's fit movies excluded.
     ranked = rank_test_users(score_fn, prepared.fit, prepared.validation, depth=10)
     return per_user_topn(*ranked, ks=(10,), ndcg_k=10)
 
@@ -178,9 +179,9 @@ def compare_on_carves(
         )
         model, _ = train_model(blind, fixed, f"carve {carve}: ")
         per_user = {
-            "model": _per_user(model_scores(model, prepared), prepared),
-            "ease": _per_user(EASE().fit(prepared.fit), prepared),
-            "ials": _per_user(
+            "model": _carve_metrics(model_scores(model, prepared), prepared),
+            "ease": _carve_metrics(EASE().fit(prepared.fit), prepared),
+            "ials": _carve_metrics(
                 IALS(**ials_params, seed=config.train.seed).fit(prepared.fit), prepared
             ),
         }
