@@ -14,6 +14,7 @@ import pytest
 from tfrs_movies.config import load_config
 from tfrs_movies.data.prepare import RUN_CARVE, carve_validation, prepare_data
 from tfrs_movies.errors import ConfigError
+from tfrs_movies.evaluation.baselines import EASE_GRID
 from tfrs_movies.experiments.carves import (
     METRICS,
     PEERS,
@@ -89,6 +90,7 @@ def test_compare_on_carves_end_to_end(capsys):
     comparison = compare_on_carves(config, [3], log=lines.append)
     assert 1 <= comparison.epochs <= 3
     assert set(comparison.ials_params) == {"factors", "regularization", "alpha", "iterations"}
+    assert comparison.ease_params["l2"] in EASE_GRID["l2"]
     (row,) = comparison.carves
     assert row.carve == 3 and row.num_users > 0
     assert lines[-1] == format_carve(row)

@@ -23,6 +23,7 @@ from tfrs_movies.evaluation import (
     MostPopular,
     UserItems,
     baseline_suite,
+    baselines,
     choose_ials,
     evaluate_baselines,
     ials,
@@ -483,6 +484,9 @@ def test_evaluate_baselines_keys_on_planted_data(monkeypatch):
     assert got["ials"]["params"]["factors"] == 8
     assert got["ials"]["validation"]["grid_points"] == 2
     assert [line for line in lines if line.startswith("baseline ials: factors 8,")]
+    assert got["ease"]["params"]["l2"] in baselines.EASE_GRID["l2"]
+    assert got["ease"]["validation"]["grid_points"] == len(baselines.EASE_GRID["l2"])
+    assert [line for line in lines if line.startswith("baseline ease: l2 ")]
 
 
 def test_evaluate_baselines_skips_ease_and_mf_on_large_data_with_a_line(monkeypatch):
@@ -581,6 +585,62 @@ def test_ials_hyperparameters_are_chosen_on_validation_not_test(monkeypatch):
     assert got["ials"]["params"] == {"favourite": 4}
     assert got["ials"]["validation"] == {"metric": "ndcg@10", "value": 1.0, "grid_points": 3}
     assert got["ials"]["recall@1"] == 0.0  # the test-best favourite 5 would score 1.0
+
+
+class FavouriteEASE(FavouriteMovie):
+    """A stand-in for EASE, with the same stand-in hyperparameter as :class:`FavouriteMovie`."""
+
+    def __init__(self, favourite: int = 3) -> None:
+        super().__init__(favourite, seed=0)
+
+
+def test_ease_l2_is_chosen_on_validation_not_test(monkeypatch):
+    # The planted data of the iALS test above: favourite 4 wins on validation, 5 on test.
+    monkeypatch.setattr(baselines, "EASE", FavouriteEASE)
+    monkeypatch.setattr(baselines, "EASE_GRID", {"favourite": (5, 4, 3)})
+    monkeypatch.setattr(ials, "IALS", FavouriteMovie)  # iALS is chosen too; keep it quick
+    monkeypatch.setattr(ials, "IALS_GRID", {"favourite": (3,)})
+    users = np.arange(6)
+    fit = make_ratings(users, np.zeros(6), num_users=6, num_movies=6)
+    validation = make_ratings(users, np.full(6, 4), num_users=6, num_movies=6)
+    train = make_ratings(np.tile(users, 2), np.repeat([0, 4], 6), num_users=6, num_movies=6)
+    test = make_ratings(users, np.full(6, 5), num_users=6, num_movies=6)
+    lines: list[str] = []
+    got = evaluate_baselines(train, test, ks=(1,), fit=fit, validation=validation, log=lines.append)
+    assert got["ease"]["params"] == {"favourite": 4}
+    assert got["ease"]["validation"] == {"metric": "ndcg@10", "value": 1.0, "grid_points": 3}
+    assert got["ease"]["recall@1"] == 0.0  # the test-best favourite 5 would score 1.0
+    assert "baseline ease: favourite 4 (best validation ndcg@10 1.0000 of 3 in " in "".join(lines)
+
+
+@pytest.mark.parametrize("case", ["no validation", "large catalogue"])
+def test_ease_without_search_fits_the_default_l2(monkeypatch, case):
+    train, test = planted_ratings(3)
+    fit, validation = fit_validation(train)
+    if case == "no validation":
+        fit, validation, reason = None, None, "no validation ratings"
+    else:
+        movies = np.count_nonzero(np.bincount(fit.movie_index))
+        monkeypatch.setattr(baselines, "EASE_SEARCH_MAX_MOVIES", movies - 1)
+        reason = f"{movies:,} movies with fit ratings > {movies - 1:,}"
+    lines: list[str] = []
+    model, record = baselines.fit_ease_baseline(fit, validation, train, log=lines.append)
+    assert record == {"params": {"l2": 500.0}, "validation": None}
+    assert lines == [f"baseline ease: l2 500 (defaults, no search: {reason})"]
+    np.testing.assert_allclose(model.weights, EASE().fit(train).weights)
+    with pytest.raises(ValueError, match="fit part"):
+        baselines.fit_ease_baseline(None, make_ratings([0], [0], 1, 1), train)
+
+
+def test_ease_logs_its_inverse_on_large_catalogues(monkeypatch):
+    train, _ = planted_ratings(3)
+    lines: list[str] = []
+    EASE(l2=2.0).fit(train, log=lines.append)
+    assert lines == []
+    monkeypatch.setattr(baselines, "EASE_LOG_MIN_MOVIES", 2)
+    EASE(l2=2.0).fit(train, log=lines.append)
+    n = np.count_nonzero(np.bincount(train.movie_index))
+    assert lines == [f"ease: l2 2, inverting the {n:,} x {n:,} item Gram matrix"]
 
 
 def test_ials_without_search_on_large_data_fits_the_defaults(monkeypatch):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from tfrs_movies.data.schema import Ratings
-from tfrs_movies.evaluation.baselines import EASE, BiasedMF, BiasOnly, MostPopular
+from tfrs_movies.evaluation.baselines import BiasedMF, BiasOnly, MostPopular, fit_ease_baseline
 from tfrs_movies.evaluation.ials import fit_ials_baseline
 from tfrs_movies.evaluation.metrics import (
     ScoreFn,
@@ -38,9 +38,10 @@ def evaluate_baselines(
 ) -> dict[str, dict[str, Any]]:
     """Fits every baseline on ``train`` and evaluates it on ``test`` with seen movies excluded.
 
-    iALS is chosen on ``validation`` and refitted on ``train`` (see
-    :func:`~tfrs_movies.evaluation.ials.fit_ials_baseline`); it is skipped, with a line to
-    ``log``, when ``validation`` has no ratings.
+    iALS and EASE are chosen on ``validation`` and refitted on ``train`` (see
+    :func:`~tfrs_movies.evaluation.ials.fit_ials_baseline`,
+    :func:`~tfrs_movies.evaluation.baselines.fit_ease_baseline`). When ``validation`` has no
+    ratings iALS is skipped, with a line to ``log``, and EASE fits its default ``l2``.
 
     EASE is skipped when the catalogue has more than :data:`EASE_MAX_CATALOGUE` movies, and
     BiasedMF when ``train`` has more than :data:`BIASED_MF_MAX_RATINGS` ratings; each skip is
@@ -52,20 +53,25 @@ def evaluate_baselines(
         ks: recall/precision cut-offs.
         seed: seed of the stochastic baselines (:class:`BiasedMF`, iALS).
         ndcg_k: NDCG/MAP cut-off.
-        log: receives a line for each skipped baseline, iALS's choice and progress lines.
-        fit: the part of ``train`` iALS's candidates are fitted on.
-        validation: the rest of ``train``, on which iALS's hyperparameters are chosen.
+        log: receives a line for each skipped baseline, iALS's and EASE's choices and progress
+            lines.
+        fit: the part of ``train`` iALS's and EASE's candidates are fitted on.
+        validation: the rest of ``train``, on which their hyperparameters are chosen.
 
     Returns:
-        ``{"most_popular": topn, "ease": topn, "ials": topn | {"params", "validation"},
+        ``{"most_popular": topn, "ease": topn | {"params", "validation"},
+        "ials": topn | {"params", "validation"},
         "biased_mf": topn | {"rmse", "mae"}, "bias_only": {"rmse", "mae"},
         "global_mean": {"rmse", "mae"}}``, where ``topn`` is the dict of :func:`topn_metrics`
-        and ``params``/``validation`` are iALS's record of its choice.
+        and ``params``/``validation`` are iALS's and EASE's records of their choices.
 
     Raises:
         ValueError: ``validation`` has ratings but ``fit`` is missing.
     """
     check_same_tables(train, test)
+    has_validation = validation is not None and validation.num_ratings > 0
+    if has_validation and fit is None:
+        raise ValueError("evaluate_baselines needs fit with validation (iALS's and EASE's choice)")
     results: dict[str, dict[str, Any]] = {}
 
     def topn(score_fn: ScoreFn) -> dict[str, float]:
@@ -73,12 +79,11 @@ def evaluate_baselines(
 
     results["most_popular"] = topn(MostPopular().fit(train))
     if train.num_movies <= EASE_MAX_CATALOGUE:
-        results["ease"] = topn(EASE().fit(train))
+        ease, record = fit_ease_baseline(fit, validation, train, log=log)
+        results["ease"] = {**topn(ease), **record}
     else:
         log(f"baseline ease skipped: {train.num_movies:,} movies > {EASE_MAX_CATALOGUE:,}")
-    if validation is not None and validation.num_ratings > 0:
-        if fit is None:
-            raise ValueError("evaluate_baselines needs fit with validation (iALS's choice)")
+    if has_validation:
         ials, record = fit_ials_baseline(fit, validation, train, seed=seed, log=log)
         results["ials"] = {**topn(ials), **record}
     else:

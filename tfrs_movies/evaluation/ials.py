@@ -14,9 +14,6 @@ load for their tables, and the import alone takes about 0.5 s here.
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +21,7 @@ import numpy as np
 import threadpoolctl
 
 from tfrs_movies.data.schema import Ratings
-from tfrs_movies.evaluation.metrics import topn_metrics
+from tfrs_movies.evaluation.selection import GridChoice, choose_and_refit, grid_search
 from tfrs_movies.evaluation.user_items import UserItems
 from tfrs_movies.log import Log, silent
 
@@ -161,32 +158,13 @@ class IALS:
     __call__ = scores
 
 
-@dataclasses.dataclass(frozen=True)
-class IALSChoice:
-    """The outcome of :func:`choose_ials`.
-
-    Attributes:
-        params: the chosen hyperparameters (keyword arguments of :class:`IALS`).
-        metric: the validation metric the choice maximized, e.g. ``"ndcg@10"``.
-        value: its value at ``params``.
-        rows: one dict per grid point, in grid order: its hyperparameters and ``metric``.
-        seconds: wall time of the whole search.
-    """
-
-    params: dict[str, float]
-    metric: str
-    value: float
-    rows: list[dict[str, float]]
-    seconds: float
-
-
 def choose_ials(
     fit: Ratings,
     validation: Ratings,
     grid: Mapping[str, Sequence[float]] | None = None,
     seed: int = 0,
     metric: str = "ndcg@10",
-) -> IALSChoice:
+) -> GridChoice:
     """Grid search of :class:`IALS`, fitted on ``fit`` and ranked on ``validation``.
 
     Each user's ``fit`` movies are excluded from their ranking, as on test. The test split is
@@ -202,29 +180,17 @@ def choose_ials(
             ``recall@10``, ...); the highest wins, ties go to the first in grid order.
 
     Returns:
-        The :class:`IALSChoice`.
+        The :class:`~tfrs_movies.evaluation.selection.GridChoice`.
 
     Raises:
         ValueError: ``validation`` is empty.
     """
-    if validation.num_ratings == 0:
-        raise ValueError("choose_ials needs validation ratings (data.validation_fraction > 0)")
-    started = time.perf_counter()
-    grid = IALS_GRID if grid is None else grid
-    names = list(grid)
-    rows = []
-    for values in itertools.product(*(grid[name] for name in names)):
-        params = dict(zip(names, values, strict=True))
-        model = IALS(**params, seed=seed).fit(fit)
-        result = topn_metrics(model, fit, validation, ks=(10,), ndcg_k=10)
-        rows.append({**model.params(), metric: result[metric]})
-    best = max(rows, key=lambda row: row[metric])  # max keeps the first of equal values
-    return IALSChoice(
-        params={name: best[name] for name in names},
-        metric=metric,
-        value=best[metric],
-        rows=rows,
-        seconds=time.perf_counter() - started,
+    return grid_search(
+        lambda **params: IALS(**params, seed=seed),
+        IALS_GRID if grid is None else grid,
+        fit,
+        validation,
+        metric,
     )
 
 
@@ -253,25 +219,16 @@ def fit_ials_baseline(
         the choice: ``{"params": {...}, "validation": {"metric": "ndcg@10", "value": ...,
         "grid_points": n}}``, with ``"validation": None`` when there was no search.
     """
-    if fit.num_ratings > IALS_SEARCH_MAX_RATINGS:
-        params: dict[str, float] = {}
-        source = (
-            f"defaults, no search: {fit.num_ratings:,} fit ratings > {IALS_SEARCH_MAX_RATINGS:,}"
-        )
-        validation_record = None
-    else:
-        choice = choose_ials(fit, validation, seed=seed)
-        params = choice.params
-        source = (
-            f"best validation {choice.metric} {choice.value:.4f} of {len(choice.rows)} "
-            f"in {choice.seconds:.1f}s"
-        )
-        validation_record = {
-            "metric": choice.metric,
-            "value": choice.value,
-            "grid_points": len(choice.rows),
-        }
-    model = IALS(**params, seed=seed).fit(train, log=log)
-    settings = ", ".join(f"{name} {value:g}" for name, value in model.params().items())
-    log(f"baseline ials: {settings} ({source})")
-    return model, {"params": model.params(), "validation": validation_record}
+    too_large = fit.num_ratings > IALS_SEARCH_MAX_RATINGS
+    return choose_and_refit(
+        "ials",
+        lambda **params: IALS(**params, seed=seed),
+        IALS_GRID,
+        fit,
+        validation,
+        train,
+        no_search=(
+            f"{fit.num_ratings:,} fit ratings > {IALS_SEARCH_MAX_RATINGS:,}" if too_large else None
+        ),
+        log=log,
+    )

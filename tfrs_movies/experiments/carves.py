@@ -5,7 +5,7 @@ about 2% of Recall@10 on ml-100k. This module repeats the comparison on other se
 the same training split, without reading the test split:
 
 * the choices are made as a run makes them, on the run's own carve (``[split_seed, RUN_CARVE]``):
-  the model's epoch count by early stopping, iALS's hyperparameters by its grid, EASE's fixed λ;
+  the model's epoch count by early stopping, iALS's and EASE's hyperparameters by their grids;
 * on every other carve, each model is fitted on the carve's ``fit`` part with those choices and
   ranks all movies for the carve's users (their ``fit`` movies excluded);
 * per user, the model's Recall@10 and NDCG@10 minus each peer's: the mean gap relative to the
@@ -22,9 +22,10 @@ import numpy as np
 from tfrs_movies.config import Config
 from tfrs_movies.data.prepare import RUN_CARVE, PreparedData, carve_validation, prepare_data
 from tfrs_movies.errors import ConfigError
-from tfrs_movies.evaluation.baselines import EASE
+from tfrs_movies.evaluation.baselines import EASE, EASE_GRID
 from tfrs_movies.evaluation.ials import IALS, choose_ials
 from tfrs_movies.evaluation.metrics import ScoreFn, per_user_topn, rank_test_users
+from tfrs_movies.evaluation.selection import grid_search
 from tfrs_movies.experiments.grid import parse_integers
 from tfrs_movies.log import Log, print_line
 
@@ -82,6 +83,7 @@ class CarveComparison:
 
     epochs: int
     ials_params: dict[str, float]
+    ease_params: dict[str, float]
     carves: list[CarveResult]
 
     def mean_gaps(self) -> dict[str, dict[str, float]]:
@@ -155,11 +157,12 @@ def compare_on_carves(
         return model, fit
 
     run = prepare_data(config, log=log)
-    log("the run's carve: the epoch count by early stopping, then iALS's grid")
+    log("the run's carve: the epoch count by early stopping, then iALS's and EASE's grids")
     _, chosen = train_model(run, config, "run's carve: ")
     epochs = chosen.best_epoch
     ials_params = choose_ials(run.fit, run.validation, seed=config.train.seed).params
-    log(f"chosen on the run's carve: {epochs} epochs; iALS {ials_params}")
+    ease_params = grid_search(EASE, EASE_GRID, run.fit, run.validation).params
+    log(f"chosen on the run's carve: {epochs} epochs; iALS {ials_params}; EASE {ease_params}")
     fixed = config.replace(train=dataclasses.replace(config.train, epochs=epochs))
     d = config.data
     results = []
@@ -180,7 +183,7 @@ def compare_on_carves(
         model, _ = train_model(blind, fixed, f"carve {carve}: ")
         per_user = {
             "model": _carve_metrics(model_scores(model, prepared), prepared),
-            "ease": _carve_metrics(EASE().fit(prepared.fit), prepared),
+            "ease": _carve_metrics(EASE(**ease_params).fit(prepared.fit), prepared),
             "ials": _carve_metrics(
                 IALS(**ials_params, seed=config.train.seed).fit(prepared.fit), prepared
             ),
@@ -202,7 +205,9 @@ def compare_on_carves(
         )
         results.append(row)
         log(format_carve(row))
-    return CarveComparison(epochs=epochs, ials_params=ials_params, carves=results)
+    return CarveComparison(
+        epochs=epochs, ials_params=ials_params, ease_params=ease_params, carves=results
+    )
 
 
 def format_carve(row: CarveResult) -> str:
