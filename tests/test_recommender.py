@@ -458,6 +458,27 @@ def test_exported_and_numpy_fold_in_agree(recommender: Recommender):
         np.testing.assert_allclose(exported, numpy_vector, atol=1e-4)
 
 
+def test_direct_calls_return_what_the_restored_functions_do(recommender: Recommender):
+    """The Recommender runs the index's graphs directly (without TensorFlow's argument
+    binding); the outputs are the restored concrete functions' own."""
+    import tensorflow as tf
+
+    from tfrs_movies.recommend.recommender import _DirectCall
+
+    ids = recommender.movie_ids.astype(str)
+    calls = [
+        (recommender.exported_fold_in, tf.constant([ids[[2, 5]]]), tf.constant([[5.0, 1.0]])),
+        (recommender._index_rows, tf.constant(recommender.user_ids[:3].astype(str))),
+        (recommender._index_search_rows, tf.constant(recommender.movie_vectors[:2])),
+    ]
+    for direct, *tensors in calls:
+        assert isinstance(direct, _DirectCall)
+        for got, expected in zip(direct(*tensors), direct.function(*tensors), strict=True):
+            np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    # Without the TensorFlow internals it relies on, the function itself is called.
+    assert _DirectCall.wrap(print) is print
+
+
 def test_fold_in_without_the_exported_preconditioner_reaches_the_same_vector(
     recommender: Recommender,
 ):
