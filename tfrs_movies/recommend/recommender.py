@@ -454,15 +454,15 @@ class _DirectCall:
 
     ``ConcreteFunction.__call__`` binds the arguments to the function's signature, checks for
     gradient tapes and distribution contexts, then runs the graph: ~45 us of Python a call
-    (measured, TF 2.20), about as much as ScaNN's search itself. Serving passes tensors of
-    the signature's dtypes and records no gradients, so it runs the graph directly; the
-    outputs are the same tensors. Use :meth:`wrap`.
+    (measured, TF 2.20: search_rows took 98 us a call, 54 us run directly). Serving passes
+    tensors of the signature's dtypes and records no gradients, so it runs the graph
+    directly; the outputs are the same tensors. Use :meth:`wrap`.
     """
 
-    def __init__(self, graph, captured: list):
-        self._graph = graph  # the AtomicFunction: flat tensors in, structured outputs out
+    def __init__(self, function, graph, captured: list):
+        self.function = function  # the wrapped ConcreteFunction
+        self._graph = graph  # its AtomicFunction: flat tensors in, structured outputs out
         self._captured = captured  # the SavedModel's variables and constants, fixed
-        self.function = None  # the wrapped ConcreteFunction (set by wrap)
 
     @classmethod
     def wrap(cls, function):
@@ -478,9 +478,7 @@ class _DirectCall:
             or any(callable(value) or isinstance(value, tf.Variable) for value in captured)
         ):
             return function
-        direct = cls(graph, list(function.captured_inputs))
-        direct.function = function
-        return direct
+        return cls(function, graph, list(function.captured_inputs))
 
     def __call__(self, *tensors: tf.Tensor):
         """The function's outputs for its positional input tensors (the signature's dtypes;
