@@ -463,7 +463,7 @@ def test_direct_calls_return_what_the_restored_functions_do(recommender: Recomme
     binding); the outputs are the restored concrete functions' own."""
     import tensorflow as tf
 
-    from tfrs_movies.recommend.recommender import _DirectCall
+    from tfrs_movies.recommend.graphs import DirectCall
 
     ids = recommender.movie_ids.astype(str)
     calls = [
@@ -472,11 +472,11 @@ def test_direct_calls_return_what_the_restored_functions_do(recommender: Recomme
         (recommender._index_search_rows, tf.constant(recommender.movie_vectors[:2])),
     ]
     for direct, *tensors in calls:
-        assert isinstance(direct, _DirectCall)
+        assert isinstance(direct, DirectCall)
         for got, expected in zip(direct(*tensors), direct.function(*tensors), strict=True):
             np.testing.assert_array_equal(got.numpy(), expected.numpy())
     # Without the TensorFlow internals it relies on, the function itself is called.
-    assert _DirectCall.wrap(print) is print
+    assert DirectCall.wrap(print) is print
 
 
 def test_fold_in_without_the_exported_preconditioner_reaches_the_same_vector(

@@ -5,7 +5,8 @@
 model), movies similar to a movie, and movies for a new person from a few ratings (fold-in).
 Its parts live in their own modules: ``catalogue`` (ids and titles <-> rows), ``candidates``
 (filtering and the exact fallback), ``rescoring`` (the rating model, in numpy when it agrees),
-``fold_in`` (new people), ``records`` (what is returned) and ``inputs`` (argument checks).
+``fold_in`` (new people), ``records`` (what is returned), ``inputs`` (argument checks) and
+``graphs`` (the exported functions, called without TensorFlow's per-call dispatch).
 Training never imports this package.
 """
 

@@ -23,6 +23,7 @@ from tfrs_movies.recommend import inputs, rescoring
 from tfrs_movies.recommend.candidates import RescoredCandidates, select_candidates
 from tfrs_movies.recommend.catalogue import Catalogue
 from tfrs_movies.recommend.fold_in import FoldIn
+from tfrs_movies.recommend.graphs import single_graph
 from tfrs_movies.recommend.records import Recommendation, records
 from tfrs_movies.rundir import RunPaths, verify_run
 
@@ -71,8 +72,8 @@ class Recommender:
         self.rescorer = rescoring.Rescorer(ranking_model, self.user_ids, self.movie_ids)
         # The index functions' one traced graph, called directly: skips TensorFlow's dispatch
         # on the arguments and the concrete function's binding (~0.1 ms a call).
-        self._index_rows = _single_graph(retrieval_index.rows)
-        self._index_search_rows = _single_graph(retrieval_index.search_rows)
+        self._index_rows = single_graph(retrieval_index.rows)
+        self._index_search_rows = single_graph(retrieval_index.search_rows)
         embedding = movie_vectors[:, :-1]  # the last column is the retrieval bias
         norms = np.linalg.norm(embedding, axis=1, keepdims=True)
         self._unit_vectors = embedding / np.maximum(norms, 1e-12)
@@ -83,7 +84,7 @@ class Recommender:
         saved = getattr(graph, "inverse_hessian", None)
         preconditioner = None if saved is None else saved.numpy()
         self._numpy_fold_in = FoldIn(movie_vectors, self.temperature, preconditioner)
-        self.exported_fold_in = _single_graph(getattr(retrieval_index, "fold_in", None))
+        self.exported_fold_in = single_graph(getattr(retrieval_index, "fold_in", None))
         self._log_popularity = np.log1p(np.asarray(self.num_ratings, np.float64))
 
     # ----------------------------------------------------------------------------- loading
@@ -437,50 +438,3 @@ class Recommender:
 
         prior = popularity * self._log_popularity if popularity else None
         return self._finish(candidate_rows, candidate_scores, k, weight, True, score, prior)
-
-
-def _single_graph(function):
-    """A restored SavedModel function's only concrete function, called through
-    :class:`_DirectCall` (the same graph without the polymorphic dispatch and the argument
-    binding); the function itself when it has several or is not restored (None stays None)."""
-    graphs = getattr(function, "concrete_functions", None)
-    if graphs is None or len(graphs) != 1:
-        return function
-    return _DirectCall.wrap(graphs[0])
-
-
-class _DirectCall:
-    """Calls a restored concrete function's graph with its input tensors, in order.
-
-    ``ConcreteFunction.__call__`` binds the arguments to the function's signature, checks for
-    gradient tapes and distribution contexts, then runs the graph: ~45 us of Python a call
-    (measured, TF 2.20: search_rows took 98 us a call, 54 us run directly). Serving passes
-    tensors of the signature's dtypes and records no gradients, so it runs the graph
-    directly; the outputs are the same tensors. Use :meth:`wrap`.
-    """
-
-    def __init__(self, function, graph, captured: list):
-        self.function = function  # the wrapped ConcreteFunction
-        self._graph = graph  # its AtomicFunction: flat tensors in, structured outputs out
-        self._captured = captured  # the SavedModel's variables and constants, fixed
-
-    @classmethod
-    def wrap(cls, function):
-        """A :class:`_DirectCall` of ``function`` (a restored ConcreteFunction), or the
-        function itself if TensorFlow's internals it relies on are missing (another
-        TensorFlow version) or it captures something resolved at call time."""
-        graph = getattr(function, "_inference_function", None)
-        captured = getattr(function, "_captured_inputs", None)
-        if (
-            graph is None
-            or not hasattr(graph, "call_preflattened")
-            or captured is None
-            or any(callable(value) or isinstance(value, tf.Variable) for value in captured)
-        ):
-            return function
-        return cls(function, graph, list(function.captured_inputs))
-
-    def __call__(self, *tensors: tf.Tensor):
-        """The function's outputs for its positional input tensors (the signature's dtypes;
-        no gradient tape may watch them)."""
-        return self._graph.call_preflattened([*tensors, *self._captured])
