@@ -5,7 +5,7 @@ as ``make(**params)``: an unfitted model with ``fit(ratings, log=...) -> self``,
 (its hyperparameters as recorded in ``metrics.json``) and ``model(user_rows)`` scores for
 :func:`~tfrs_movies.evaluation.metrics.topn_metrics`. iALS and EASE are chosen this way
 (:func:`~tfrs_movies.evaluation.ials.fit_ials_baseline`,
-:func:`~tfrs_movies.evaluation.baseline_suite.evaluate_baselines`).
+:func:`~tfrs_movies.evaluation.baselines.fit_ease_baseline`).
 """
 
 from __future__ import annotations
