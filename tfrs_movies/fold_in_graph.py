@@ -150,8 +150,8 @@ class FoldInGraph(tf.Module):
         # because the line search compares losses that differ by ~1e-6 near the minimum.
         stored = np.asarray(movie_vectors, np.float32)
         # The catalogue without the OOV row, split as every call reads it: slicing one stored
-        # (M + 1, D) tensor in the graph copied the free columns on every call (a tenth of a
-        # fold-in's time, ml-100k; a SavedModel's captured constant is not constant-folded).
+        # (M + 1, D) tensor in the graph copied the free columns on every call (a SavedModel's
+        # captured constant is not constant-folded).
         self.free = tf.constant(np.ascontiguousarray(stored[1:, :-1]))  # (M, D - 1) float32
         self.biases = tf.constant(stored[1:, -1].astype(np.float64))  # (M,) the same values
         self.scale = 1.0 / float(temperature)
@@ -246,7 +246,7 @@ class FoldInGraph(tf.Module):
         def newton_step(steps, current, logits, loss, step, decrease, converged):
             # Each iteration moves, then looks at the new point: the loop stops as soon as
             # everyone has converged, without a line search from the final point (a loop that
-            # looked first spent a search, an eighth of its work, only to find it converged).
+            # looked first spent a whole line search only to find it converged).
             # Logits are linear in the vector: one product gives every step size's logits.
             direction = scale * product(step, free, transpose_right=True)  # (B, M)
             candidate_loss = loss_of(

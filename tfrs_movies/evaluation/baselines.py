@@ -384,13 +384,30 @@ def fit_ease_baseline(
     Raises:
         ValueError: validation ratings without ``fit``.
     """
-    no_search = None
-    if validation is None or validation.num_ratings == 0:
-        no_search = "no validation ratings"
-    elif fit is None:
-        raise ValueError("choosing EASE's l2 on validation needs the fit part it was held from")
-    elif (movies := np.count_nonzero(np.bincount(fit.movie_index))) > EASE_SEARCH_MAX_MOVIES:
-        no_search = f"{movies:,} movies with fit ratings > {EASE_SEARCH_MAX_MOVIES:,}"
     return choose_and_refit(
-        "ease", EASE, EASE_GRID, fit, validation, train, no_search=no_search, log=log
+        "ease",
+        EASE,
+        EASE_GRID,
+        fit,
+        validation,
+        train,
+        no_search=ease_no_search(fit, validation),
+        log=log,
     )
+
+
+def ease_no_search(fit: Ratings | None, validation: Ratings | None) -> str | None:
+    """Why EASE's ``l2`` is not searched on ``validation`` (see :func:`fit_ease_baseline`), or
+    None when it is.
+
+    Raises:
+        ValueError: validation ratings without ``fit``.
+    """
+    if validation is None or validation.num_ratings == 0:
+        return "no validation ratings"
+    if fit is None:
+        raise ValueError("choosing EASE's l2 on validation needs the fit part it was held from")
+    movies = np.count_nonzero(np.bincount(fit.movie_index))
+    if movies > EASE_SEARCH_MAX_MOVIES:
+        return f"{movies:,} movies with fit ratings > {EASE_SEARCH_MAX_MOVIES:,}"
+    return None

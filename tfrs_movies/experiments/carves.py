@@ -22,7 +22,7 @@ import numpy as np
 from tfrs_movies.config import Config
 from tfrs_movies.data.prepare import RUN_CARVE, PreparedData, carve_validation, prepare_data
 from tfrs_movies.errors import ConfigError
-from tfrs_movies.evaluation.baselines import EASE, EASE_GRID
+from tfrs_movies.evaluation.baselines import EASE, EASE_GRID, ease_no_search
 from tfrs_movies.evaluation.ials import IALS, choose_ials
 from tfrs_movies.evaluation.metrics import ScoreFn, per_user_topn, rank_test_users
 from tfrs_movies.evaluation.selection import grid_search
@@ -161,7 +161,11 @@ def compare_on_carves(
     _, chosen = train_model(run, config, "run's carve: ")
     epochs = chosen.best_epoch
     ials_params = choose_ials(run.fit, run.validation, seed=config.train.seed).params
-    ease_params = grid_search(EASE, EASE_GRID, run.fit, run.validation).params
+    ease_params = (
+        {}  # as a run: EASE's default where it does not search
+        if ease_no_search(run.fit, run.validation)
+        else grid_search(EASE, EASE_GRID, run.fit, run.validation).params
+    )
     log(f"chosen on the run's carve: {epochs} epochs; iALS {ials_params}; EASE {ease_params}")
     fixed = config.replace(train=dataclasses.replace(config.train, epochs=epochs))
     d = config.data
