@@ -12,7 +12,7 @@ tf = pytest.importorskip("tensorflow")
 
 from tfrs_movies.data.features import FeatureTables, release_year, title_words  # noqa: E402
 from tfrs_movies.model import CatalogueRetrieval, MovieLensModel  # noqa: E402
-from tfrs_movies.model.penalties import inverse_presence  # noqa: E402
+from tfrs_movies.model.penalties import count_weights, inverse_presence  # noqa: E402
 
 NUM_USERS, NUM_MOVIES = 4, 6
 
@@ -268,6 +268,58 @@ def test_inverse_presence_makes_the_batch_penalty_an_unbiased_whole_table_l2():
     # example is never in a batch (weight 1, unused).
     presence = 1 - (1 - counts[1:] / 10) ** 2
     np.testing.assert_allclose(weights, [1.0, *(1 / presence)], rtol=1e-6)
+
+
+def test_count_weights_are_count_plus_one_to_the_power_with_mean_one():
+    counts = np.array([0, 3, 8, 15])
+    np.testing.assert_allclose(count_weights(counts, 0.5), np.array([1, 2, 3, 4]) / 2.5, rtol=1e-6)
+    np.testing.assert_allclose(count_weights(counts, 0.0), np.ones(4))
+    np.testing.assert_allclose(count_weights(counts, -1.0).mean(), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_user_embedding_penalty_is_weighted_by_presence_and_rating_count(power):
+    """User embedding rows: ``1 / P(in a batch) * (n + 1) ** power / mean``; the user bias
+    rows of the rating head keep ``1 / P(in a batch)`` alone."""
+    config = ModelConfig(
+        embedding_dim=3,
+        ensemble_size=1,
+        rating_hidden_units=(4,),
+        embedding_l2=0.5,
+        user_l2_count_power=power,
+        retrieval_negatives="in_batch",
+    )
+    user_counts = np.array([0, 3, 8, 15, 24])
+    tf.keras.utils.set_random_seed(1)
+    model = MovieLensModel(
+        NUM_USERS,
+        NUM_MOVIES,
+        _tables(),
+        3.5,
+        np.ones(NUM_MOVIES + 1),
+        config,
+        seed=0,
+        user_frequencies=user_counts,
+        batch_size=4,
+    )
+    batch = {
+        "user": tf.constant([1, 1, 3]),
+        "movie": tf.constant([2, 5, 2]),
+        "rating": tf.constant([4.0, 3.0, 5.0]),
+    }
+    model.task_losses(batch)  # builds the weights
+    model.rating_head.user_bias.embeddings.assign(tf.fill([NUM_USERS + 1, 1], 2.0))
+    users = model.user_tower.user_embedding.embeddings.numpy()
+    movies = model.movie_tower.movie_embedding.embeddings.numpy()
+    presence = 1 - (1 - user_counts / user_counts.sum()) ** 4  # batch of 4 drawn from 50
+    by_count = (user_counts + 1.0) ** power / ((user_counts + 1.0) ** power).mean()
+    movie_presence = inverse_presence(np.ones(NUM_MOVIES + 1), 4)
+    expected = 0.5 * (
+        sum(np.square(users[u]).sum() * by_count[u] / presence[u] for u in (1, 3))
+        + sum(np.square(movies[m]).sum() * movie_presence[m] for m in (2, 5))
+        + sum(4.0 / presence[u] for u in (1, 3))
+    )
+    np.testing.assert_allclose(model.penalty(batch).numpy(), expected, rtol=1e-5)
 
 
 def _member_slices(vectors: np.ndarray, members: int) -> list[np.ndarray]:

@@ -22,7 +22,7 @@ import tensorflow_recommenders as tfrs
 from tfrs_movies.config import ModelConfig, validate_loss_weights
 from tfrs_movies.data.features import FeatureTables
 from tfrs_movies.model.heads import RatingHead
-from tfrs_movies.model.penalties import inverse_presence
+from tfrs_movies.model.penalties import count_weights, inverse_presence
 from tfrs_movies.model.tasks import CatalogueRetrieval
 from tfrs_movies.model.towers import MovieTower, UserTower
 
@@ -52,7 +52,9 @@ class MovieLensModel(tfrs.models.Model):
         seed: dropout seed.
         user_frequencies: (num_users + 1,) training ratings per user. With ``batch_size``,
             each user's and movie's L2 term is weighted by 1 / P(it is in a batch), so the
-            penalty on a batch's rows estimates the whole-table L2 without bias; None: weight 1.
+            penalty on a batch's rows estimates the whole-table L2 without bias; the user
+            embeddings' terms are also weighted by ``(n + 1) ** config.user_l2_count_power``
+            (mean 1; :func:`~tfrs_movies.model.penalties.count_weights`). None: weight 1.
         batch_size: the training batch size (global; divided among the replicas here).
 
     Inputs to ``compute_loss``: a dict with ``user`` and ``movie`` (batch,) int vocabulary
@@ -79,13 +81,18 @@ class MovieLensModel(tfrs.models.Model):
         super().__init__()
         validate_loss_weights(retrieval_weight, rating_weight)
         self.user_penalty_weights = self.movie_penalty_weights = None
+        self.user_embedding_penalty_weights = None
         if user_frequencies is not None and batch_size is not None:
             # Each replica penalizes the rows of its own share of the batch.
             replica_batch = max(1, batch_size // tf.distribute.get_strategy().num_replicas_in_sync)
+            presence = inverse_presence(user_frequencies, replica_batch)
             self.user_penalty_weights = tf.Variable(
-                inverse_presence(user_frequencies, replica_batch),
+                presence, trainable=False, name="user_penalty_weights"
+            )
+            self.user_embedding_penalty_weights = tf.Variable(
+                presence * count_weights(user_frequencies, config.user_l2_count_power),
                 trainable=False,
-                name="user_penalty_weights",
+                name="user_embedding_penalty_weights",
             )
             self.movie_penalty_weights = tf.Variable(
                 inverse_presence(movie_frequencies, replica_batch),
@@ -239,7 +246,7 @@ class MovieLensModel(tfrs.models.Model):
         else:
             movie_penalty = self.movie_tower.penalty(movie_index, movies)
         return (
-            self.user_tower.penalty(user_index, users)
+            self.user_tower.penalty(user_index, self.user_embedding_penalty_weights)
             + movie_penalty
             + self.rating_head.penalty(user_index, movie_index, users, movies)
         )

@@ -33,6 +33,20 @@ def inverse_presence(counts: np.ndarray, batch_size: int) -> np.ndarray:
     return np.where(counts > 0, 1.0 / np.maximum(presence, 1e-12), 1.0).astype(np.float32)
 
 
+def count_weights(counts: np.ndarray, power: float) -> np.ndarray:
+    """``(count + 1) ** power`` per row, scaled to mean 1 over the rows.
+
+    Args:
+        counts: (num_rows,) training examples per row.
+        power: 0 gives every row weight 1; > 0 weighs rows with more examples more.
+
+    Returns:
+        (num_rows,) float32 weights with mean 1.
+    """
+    weights = (np.asarray(counts, np.float64) + 1.0) ** power
+    return (weights / weights.mean()).astype(np.float32)
+
+
 def row_l2(
     table: tf.Variable,
     rows: tf.Tensor,
