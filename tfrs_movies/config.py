@@ -78,8 +78,8 @@ class ModelConfig:
     # Each user's embedding L2 is further weighted by (n + 1) ** power / its mean over users, n
     # the user's fit ratings: a user with many ratings, whose vector the data pins down, is
     # held closer to the origin than one with few. 0: the same weight for every user. 0.5 was
-    # chosen on validation (README, "Issue 12 work"): Recall@10 / NDCG@10 +3% on
-    # ml-latest-small, whose users' counts are skewed; level on ml-100k.
+    # chosen on validation (README, "Issue 12 work"): Recall@10 +3-7%, NDCG@10 +3-5% on
+    # ml-latest-small's carves, whose users' counts are skewed; level on ml-100k's.
     user_l2_count_power: float = 0.5
     temperature: float = 0.1  # retrieval softmax temperature
     # "catalogue": exact softmax over every movie (small catalogues); "in_batch": sampled
