@@ -219,20 +219,39 @@ def test_title_parsing(title, year, words):
         assert title_words(title) == words
 
 
-@pytest.mark.parametrize("negatives", ["in_batch", "catalogue"])
-def test_l2_penalty_covers_the_rows_the_loss_moves(negatives):
-    """In-batch negatives: the distinct rows of the batch. The catalogue softmax moves every
-    movie row each step, so every movie-tower row is penalized, once."""
+def _penalty_model(
+    negatives: str, user_l2_count_power: float = 0.5, **frequencies
+) -> tuple[MovieLensModel, dict]:
+    """A one-member model (L2 0.5) with its weights built on a batch (users 1, 1, 3; movies 2,
+    5, 2), user biases set to 2 and movie biases to 3 (they start at zero, where their penalty
+    would not show).
+
+    Args:
+        negatives: ``model.retrieval_negatives``.
+        user_l2_count_power: ``model.user_l2_count_power``.
+        **frequencies: ``user_frequencies`` and ``batch_size`` for the model, or nothing.
+
+    Returns:
+        The model and the batch.
+    """
     config = ModelConfig(
         embedding_dim=3,
         ensemble_size=1,
         rating_hidden_units=(4,),
         embedding_l2=0.5,
+        user_l2_count_power=user_l2_count_power,
         retrieval_negatives=negatives,
     )
     tf.keras.utils.set_random_seed(1)
     model = MovieLensModel(
-        NUM_USERS, NUM_MOVIES, _tables(), 3.5, np.ones(NUM_MOVIES + 1), config, seed=0
+        NUM_USERS,
+        NUM_MOVIES,
+        _tables(),
+        3.5,
+        np.ones(NUM_MOVIES + 1),
+        config,
+        seed=0,
+        **frequencies,
     )
     batch = {
         "user": tf.constant([1, 1, 3]),
@@ -240,9 +259,16 @@ def test_l2_penalty_covers_the_rows_the_loss_moves(negatives):
         "rating": tf.constant([4.0, 3.0, 5.0]),
     }
     model.task_losses(batch)  # builds the weights
-    # The biases start at zero: give them values so that their penalty counts too.
     model.rating_head.user_bias.embeddings.assign(tf.fill([NUM_USERS + 1, 1], 2.0))
     model.rating_head.movie_bias.embeddings.assign(tf.fill([NUM_MOVIES + 1, 1], 3.0))
+    return model, batch
+
+
+@pytest.mark.parametrize("negatives", ["in_batch", "catalogue"])
+def test_l2_penalty_covers_the_rows_the_loss_moves(negatives):
+    """In-batch negatives: the distinct rows of the batch. The catalogue softmax moves every
+    movie row each step, so every movie-tower row is penalized, once."""
+    model, batch = _penalty_model(negatives)
     users = model.user_tower.user_embedding.embeddings.numpy()
     movies = model.movie_tower.movie_embedding.embeddings.numpy()
     penalized_movies = [2, 5] if negatives == "in_batch" else list(range(NUM_MOVIES + 1))
@@ -281,34 +307,8 @@ def test_count_weights_are_count_plus_one_to_the_power_with_mean_one():
 def test_user_embedding_penalty_is_weighted_by_presence_and_rating_count(power):
     """User embedding rows: ``1 / P(in a batch) * (n + 1) ** power / mean``; the user bias
     rows of the rating head keep ``1 / P(in a batch)`` alone."""
-    config = ModelConfig(
-        embedding_dim=3,
-        ensemble_size=1,
-        rating_hidden_units=(4,),
-        embedding_l2=0.5,
-        user_l2_count_power=power,
-        retrieval_negatives="in_batch",
-    )
     user_counts = np.array([0, 3, 8, 15, 24])
-    tf.keras.utils.set_random_seed(1)
-    model = MovieLensModel(
-        NUM_USERS,
-        NUM_MOVIES,
-        _tables(),
-        3.5,
-        np.ones(NUM_MOVIES + 1),
-        config,
-        seed=0,
-        user_frequencies=user_counts,
-        batch_size=4,
-    )
-    batch = {
-        "user": tf.constant([1, 1, 3]),
-        "movie": tf.constant([2, 5, 2]),
-        "rating": tf.constant([4.0, 3.0, 5.0]),
-    }
-    model.task_losses(batch)  # builds the weights
-    model.rating_head.user_bias.embeddings.assign(tf.fill([NUM_USERS + 1, 1], 2.0))
+    model, batch = _penalty_model("in_batch", power, user_frequencies=user_counts, batch_size=4)
     users = model.user_tower.user_embedding.embeddings.numpy()
     movies = model.movie_tower.movie_embedding.embeddings.numpy()
     presence = 1 - (1 - user_counts / user_counts.sum()) ** 4  # batch of 4 drawn from 50
@@ -318,6 +318,7 @@ def test_user_embedding_penalty_is_weighted_by_presence_and_rating_count(power):
         sum(np.square(users[u]).sum() * by_count[u] / presence[u] for u in (1, 3))
         + sum(np.square(movies[m]).sum() * movie_presence[m] for m in (2, 5))
         + sum(4.0 / presence[u] for u in (1, 3))
+        + sum(9.0 * movie_presence[m] for m in (2, 5))
     )
     np.testing.assert_allclose(model.penalty(batch).numpy(), expected, rtol=1e-5)
 
