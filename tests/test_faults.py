@@ -276,6 +276,25 @@ def test_an_interrupted_run_says_how_to_resume_and_how_to_start_over(tmp_path):
     assert _snapshot(tmp_path) == ["run.partial", "run.partial/config.json"]
 
 
+def test_resume_with_another_config_names_the_keys_that_differ(tmp_path):
+    """A run started by an older version lacks the keys added since: named, not resumed."""
+    config = load_config(None, TINY_OVERRIDES)
+    saved = json.loads(json.dumps(config.to_dict()))
+    del saved["model"]["user_l2_count_power"]
+    saved["train"]["early_stopping_patience"] = 2
+    partial = tmp_path / "run.partial"
+    partial.mkdir()
+    (partial / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError) as refused:
+        train_and_evaluate(config, tmp_path / "run", resume=True, log=_quiet)
+    message = str(refused.value)
+    assert "model.user_l2_count_power: absent in the run, 0.5 now" in message
+    expected = config.train.early_stopping_patience
+    assert f"train.early_stopping_patience: 2 in the run, {expected} now" in message
+    assert "--overwrite" in message
+    assert _snapshot(tmp_path) == ["run.partial", "run.partial/config.json"]
+
+
 def test_resume_with_nothing_to_resume_is_an_error_not_a_fresh_start(tmp_path):
     config = load_config(None, TINY_OVERRIDES)
     with pytest.raises(ArtifactError, match="nothing to resume.*without --resume"):

@@ -427,3 +427,34 @@ def config_to_toml(config: Config) -> str:
 def save_config(config: Config, path: str | Path) -> None:
     """Writes the resolved config as JSON (readable back with :func:`load_config`)."""
     Path(path).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+_ABSENT = object()  # a key one of two config dicts lacks
+
+
+def _shown(value: Any) -> str:
+    return "absent" if value is _ABSENT else json.dumps(value)
+
+
+def config_differences(
+    saved: dict[str, Any], current: dict[str, Any], prefix: str = ""
+) -> list[str]:
+    """The keys whose values differ between two config dicts, one line each.
+
+    Args:
+        saved: the interrupted run's ``config.json``.
+        current: the config asked for now, as JSON values.
+        prefix: the section path of these dicts (``"model."``), for the recursion.
+
+    Returns:
+        ``"model.temperature: 0.1 in the run, 0.2 now"``-style entries in key order; a key
+        missing on one side reads ``absent``.
+    """
+    differences = []
+    for key in sorted(set(saved) | set(current)):
+        before, now = saved.get(key, _ABSENT), current.get(key, _ABSENT)
+        if isinstance(before, dict) and isinstance(now, dict):
+            differences += config_differences(before, now, f"{prefix}{key}.")
+        elif before != now:
+            differences.append(f"{prefix}{key}: {_shown(before)} in the run, {_shown(now)} now")
+    return differences

@@ -19,7 +19,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfrs_movies import export
-from tfrs_movies.config import Config, save_config
+from tfrs_movies.config import Config, config_differences, save_config
 from tfrs_movies.data.prepare import PreparedData, prepare_data, refit_data
 from tfrs_movies.data.schema import Ratings
 from tfrs_movies.errors import ArtifactError, ConfigError, TfrsMoviesError
@@ -60,6 +60,10 @@ class RunResult:
     prepared: PreparedData | None = None
 
 
+MAX_LISTED_DIFFERENCES = 5
+"""Config keys spelled out when a resume is refused; the rest are counted."""
+
+
 def _check_resumable(partial: Path, workdir: Path, config: Config) -> None:
     """Raises unless ``partial`` is an interrupted run of this very config."""
     if not partial.exists():
@@ -68,10 +72,17 @@ def _check_resumable(partial: Path, workdir: Path, config: Config) -> None:
             "to start a new run"
         )
     saved = json.loads(RunPaths(partial).config.read_text())
-    if saved != json.loads(json.dumps(config.to_dict())):
+    if not isinstance(saved, dict):
+        saved = {}  # not a config at all: every key differs
+    differences = config_differences(saved, json.loads(json.dumps(config.to_dict())))
+    if differences:
+        shown = "; ".join(differences[:MAX_LISTED_DIFFERENCES])
+        more = len(differences) - MAX_LISTED_DIFFERENCES
         raise ConfigError(
-            f"{partial} was started with a different config; resume with the same "
-            "config and overrides, or pass --overwrite to start over"
+            f"{partial} was started with a different config ({shown}"
+            f"{f'; and {more} more' if more > 0 else ''}); resume with the same config and "
+            "overrides (a key absent from the run was added by a newer tfrs_movies: finish "
+            "the run with the version that started it), or pass --overwrite to start over"
         )
 
 
