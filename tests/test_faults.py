@@ -276,11 +276,13 @@ def test_an_interrupted_run_says_how_to_resume_and_how_to_start_over(tmp_path):
     assert _snapshot(tmp_path) == ["run.partial", "run.partial/config.json"]
 
 
-def test_resume_with_another_config_names_the_keys_that_differ(tmp_path):
+@pytest.mark.parametrize("older_version", [True, False])
+def test_resume_with_another_config_names_the_keys_that_differ(tmp_path, older_version):
     """A run started by an older version lacks the keys added since: named, not resumed."""
     config = load_config(None, TINY_OVERRIDES)
     saved = json.loads(json.dumps(config.to_dict()))
-    del saved["model"]["user_l2_count_power"]
+    if older_version:
+        del saved["model"]["user_l2_count_power"]
     saved["train"]["early_stopping_patience"] = 2
     partial = tmp_path / "run.partial"
     partial.mkdir()
@@ -288,9 +290,10 @@ def test_resume_with_another_config_names_the_keys_that_differ(tmp_path):
     with pytest.raises(ConfigError) as refused:
         train_and_evaluate(config, tmp_path / "run", resume=True, log=_quiet)
     message = str(refused.value)
-    assert "model.user_l2_count_power: absent in the run, 0.5 now" in message
     expected = config.train.early_stopping_patience
     assert f"train.early_stopping_patience: 2 in the run, {expected} now" in message
+    assert ("model.user_l2_count_power: absent in the run, 0.5 now" in message) == older_version
+    assert ("added by a newer tfrs_movies" in message) == older_version
     assert "--overwrite" in message
     assert _snapshot(tmp_path) == ["run.partial", "run.partial/config.json"]
 

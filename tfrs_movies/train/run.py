@@ -78,11 +78,17 @@ def _check_resumable(partial: Path, workdir: Path, config: Config) -> None:
     if differences:
         shown = "; ".join(differences[:MAX_LISTED_DIFFERENCES])
         more = len(differences) - MAX_LISTED_DIFFERENCES
+        if more > 0:
+            shown += f"; and {more} more"
+        newer = ""
+        if any("absent in the run" in line for line in differences):
+            newer = (
+                " (a key absent from the run was added by a newer tfrs_movies: finish the run "
+                "with the version that started it)"
+            )
         raise ConfigError(
-            f"{partial} was started with a different config ({shown}"
-            f"{f'; and {more} more' if more > 0 else ''}); resume with the same config and "
-            "overrides (a key absent from the run was added by a newer tfrs_movies: finish "
-            "the run with the version that started it), or pass --overwrite to start over"
+            f"{partial} was started with a different config ({shown}); resume with the same "
+            f"config and overrides{newer}, or pass --overwrite to start over"
         )
 
 
