@@ -42,6 +42,9 @@ def test_saved_config_loads_back_identically(tmp_path: Path):
         ("train.refit=sometimes", r"train\.refit must be one of"),
         ("data.validation_max_ratings=0", r"data\.validation_max_ratings must be >= 1"),
         ("train.rating_weight=nan", r"finite"),
+        ("train.epoch_average_decay=1", r"train\.epoch_average_decay must be in \[0, 1\)"),
+        ("train.epoch_average_decay=-0.1", r"train\.epoch_average_decay must be in"),
+        ("train.epoch_average_decay=nan", r"train\.epoch_average_decay must be in"),
         ("epochs=3", r"section\.key=value"),
     ],
 )

@@ -17,7 +17,11 @@ tf = pytest.importorskip("tensorflow")
 
 from tfrs_movies.evaluation.model import HEADLINE_METRICS as HEADLINE  # noqa: E402
 from tfrs_movies.train import train_and_evaluate  # noqa: E402
-from tfrs_movies.train.callbacks import StepProgress  # noqa: E402
+from tfrs_movies.train.callbacks import (  # noqa: E402
+    EpochAverage,
+    StepProgress,
+    TrainingWeightsBack,
+)
 from tfrs_movies.train.optimizers import LazyAdam  # noqa: E402
 
 
@@ -61,11 +65,20 @@ def test_same_seed_gives_identical_metrics(tiny_run: Path, tmp_path: Path):
         assert round(again.metrics["model"][key], 4) == round(first[key], 4), key
 
 
+@pytest.mark.parametrize("epoch_average_decay", [0.67, 0.0], ids=["averaged", "not-averaged"])
 @pytest.mark.parametrize("interrupt_at", ["epoch 1/", "refit epoch 1/"], ids=["fit", "refit"])
 def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(
-    tmp_path: Path, interrupt_at: str
+    tmp_path: Path, interrupt_at: str, epoch_average_decay: float
 ):
-    config = load_config(None, [*TINY_OVERRIDES, "train.epochs=3", "train.refit=always"])
+    config = load_config(
+        None,
+        [
+            *TINY_OVERRIDES,
+            "train.epochs=3",
+            "train.refit=always",
+            f"train.epoch_average_decay={epoch_average_decay}",
+        ],
+    )
     reference = train_and_evaluate(config, tmp_path / "reference", log=_quiet)
     assert reference.metrics["training"]["refit"]["epochs_run"] >= 2
 
@@ -194,6 +207,75 @@ def test_lazy_adam_is_adam_on_touched_rows_and_leaves_other_rows_alone():
     after_first, _ = _two_steps(LazyAdam(0.1), table, [sparse])
     np.testing.assert_array_equal(lazy_table[[1, 3]], after_first[[1, 3]])
     assert not np.allclose(adam_table[[1, 3]], after_first[[1, 3]])
+
+
+class _Snapshots(tf.keras.callbacks.Callback):
+    """Records the model's weights (and the validation loss) at each epoch's end."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights, self.val_losses = [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+        self.val_losses.append((logs or {}).get("val_loss"))
+
+
+def _toy_fit(decay: float | None, with_validation: bool, epochs: int = 3):
+    """Three epochs of a dense model under SGD; snapshots inside and after the averaged stretch."""
+    tf.keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.05), loss="mse")
+    inside, after = _Snapshots(), _Snapshots()
+    if decay is None:
+        callbacks = [after]
+    else:
+        average = EpochAverage(decay)
+        callbacks = [average, inside, TrainingWeightsBack(average), after]
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=epochs,
+        shuffle=False,
+        validation_data=(x, y) if with_validation else None,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    return model, inside, after
+
+
+@pytest.mark.parametrize("with_validation", [True, False], ids=["validation", "no-validation"])
+@pytest.mark.parametrize("decay", [0.5, 0.8])
+def test_epoch_average_is_the_exponential_average_and_training_goes_on_from_its_own_weights(
+    decay: float, with_validation: bool
+):
+    _, inside, after = _toy_fit(decay, with_validation)
+    _, _, plain = _toy_fit(None, with_validation)
+    # Training continues from its own weights: the trajectory is that of a run without averaging.
+    for averaged_run, plain_run in zip(after.weights, plain.weights, strict=True):
+        for mine, reference in zip(averaged_run, plain_run, strict=True):
+            np.testing.assert_allclose(mine, reference, rtol=1e-6, atol=1e-7)
+    # Between EpochAverage and TrainingWeightsBack the model holds the average, computed by hand.
+    expected = None
+    for epoch, training_weights in enumerate(after.weights):
+        if expected is None:
+            expected = training_weights
+        else:
+            pairs = zip(expected, training_weights, strict=True)
+            expected = [decay * a + (1 - decay) * w for a, w in pairs]
+        for got, want in zip(inside.weights[epoch], expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(inside.weights[-1][0], after.weights[-1][0])  # it is not a no-op
+    if with_validation:
+        # Keras' validation pass saw the average: its loss is the averaged model's.
+        x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+        y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+        kernel, bias = inside.weights[-1]
+        expected_loss = float(np.mean((x @ kernel + bias - y) ** 2))
+        assert after.val_losses[-1] == pytest.approx(expected_loss, rel=1e-5)
 
 
 def test_step_progress_logs_step_rate_and_eta_and_stays_quiet_in_short_epochs():

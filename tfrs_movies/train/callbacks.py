@@ -1,13 +1,15 @@
-"""The Keras callbacks of a training run: validation metrics, best epoch and early stopping,
-the resumable run state, and the progress line.
+"""The Keras callbacks of a training run: the weights averaged over epochs, validation
+metrics, best epoch and early stopping, the resumable run state, and the progress line.
 
 Keras calls them in list order at the end of every epoch, after its own validation pass, so
-each one sees what the ones before it added to ``logs``: :class:`ValidationMetrics` adds the
-weighted validation loss and Recall@10, :class:`BestEpoch` decides whether the epoch is the
-best so far (and stops training after ``patience`` epochs without one), :class:`RunState`
-records the epoch and checkpoints everything needed to resume exactly, and
-:class:`ProgressLine` prints one line, last, so that an interrupted run has always saved the
-epoch it reported. :class:`StepProgress` shows progress within long epochs.
+each one sees what the ones before it added to ``logs``. :class:`EpochAverage` puts the
+averaged weights into the model before that validation pass and :class:`TrainingWeightsBack`
+takes them out again, so the callbacks between them see the average.
+:class:`ValidationMetrics` adds the weighted validation loss and Recall@10, :class:`BestEpoch`
+decides whether the epoch is the best so far (and stops training after ``patience`` epochs
+without one), :class:`RunState` records the epoch and checkpoints everything needed to resume
+exactly, and :class:`ProgressLine` prints one line, last, so that an interrupted run has
+always saved the epoch it reported. :class:`StepProgress` shows progress within long epochs.
 """
 
 from __future__ import annotations
@@ -150,6 +152,84 @@ class BestEpoch(tf.keras.callbacks.Callback):
                 weight.assign(value)
 
 
+class EpochAverage(tf.keras.callbacks.Callback):
+    """Puts an average over epochs of the end-of-epoch weights into the model for validation,
+    early stopping and the end of training.
+
+    After each epoch, ``average = decay * average + (1 - decay) * weights`` for every trainable
+    weight (the first epoch's average is its weights). The average goes into the model before
+    Keras' validation pass (or at the epoch's end when there is none), so every callback up to
+    :class:`TrainingWeightsBack` sees, validates and saves it; that callback puts the training
+    weights back, and training continues from them. The averages are checkpointed with the run
+    state (:attr:`state`), so a resumed run continues the same average.
+
+    Args:
+        decay: the weight of the previous average, in (0, 1).
+    """
+
+    def __init__(self, decay: float):
+        super().__init__()
+        self.decay = decay
+        # Holds the average variables once the model's weights exist (Keras builds them in the
+        # first step); a resumed run's values are restored into them as they are created.
+        self.state = tf.Module(name="epoch_average")
+        self._training_weights: list[np.ndarray] | None = None
+        self._training = False
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._training = False
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if self._training:
+            self._average_in()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self._training_weights is None:  # no validation pass this epoch
+            self._average_in()
+
+    def _average_in(self) -> None:
+        weights = self.model.trainable_weights
+        values = [weight.numpy() for weight in weights]
+        if not hasattr(self.state, "average"):
+            # A fresh run starts from its first epoch's weights; on resume, the tracked
+            # variables are restored from the checkpoint as they are assigned here.
+            self.state.epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.state.average = [
+                tf.Variable(value, trainable=False, name=f"average_{i}")
+                for i, value in enumerate(values)
+            ]
+        first = int(self.state.epochs.numpy()) == 0
+        for average, value in zip(self.state.average, values, strict=True):
+            average.assign(value if first else self.decay * average + (1 - self.decay) * value)
+        self.state.epochs.assign_add(1)
+        for weight, average in zip(weights, self.state.average, strict=True):
+            weight.assign(average)
+        self._training_weights = values
+
+    def put_training_weights_back(self) -> None:
+        """Puts the weights training continues from back into the model (no-op if not out)."""
+        if self._training_weights is not None:
+            for weight, value in zip(
+                self.model.trainable_weights, self._training_weights, strict=True
+            ):
+                weight.assign(value)
+            self._training_weights = None
+
+
+class TrainingWeightsBack(tf.keras.callbacks.Callback):
+    """Ends the stretch of callbacks that see :class:`EpochAverage`'s average (see there)."""
+
+    def __init__(self, average: EpochAverage):
+        super().__init__()
+        self.average = average
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.average.put_training_weights_back()
+
+
 class RunState(tf.keras.callbacks.Callback):
     """The per-epoch history and everything needed to resume: checkpointed after each epoch.
 
@@ -163,6 +243,7 @@ class RunState(tf.keras.callbacks.Callback):
         checkpoint_dir: where ``last/`` checkpoints go, or None to keep nothing on disk.
         resume_dir: the ``last/`` directory to resume from (default: ``checkpoint_dir``'s).
         log: receives the "resumed from" line.
+        average: the weight averaging whose state is checkpointed too, or None.
     """
 
     def __init__(
@@ -172,6 +253,7 @@ class RunState(tf.keras.callbacks.Callback):
         checkpoint_dir: Path | None,
         resume_dir: Path | None,
         log: Log,
+        average: EpochAverage | None = None,
     ):
         super().__init__()
         self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
@@ -188,6 +270,7 @@ class RunState(tf.keras.callbacks.Callback):
                 best_loss=best.best_value,
                 best_epoch=best.best_epoch,
                 history=self._history_json,
+                **({"epoch_average": average.state} if average is not None else {}),
             )
             self._manager = tf.train.CheckpointManager(state, str(checkpoint_dir), max_to_keep=1)
             latest = tf.train.latest_checkpoint(str(resume_dir or checkpoint_dir))

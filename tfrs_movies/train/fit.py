@@ -25,9 +25,11 @@ from tfrs_movies.log import Log, print_line
 from tfrs_movies.model.multitask import MovieLensModel
 from tfrs_movies.train.callbacks import (
     BestEpoch,
+    EpochAverage,
     ProgressLine,
     RunState,
     StepProgress,
+    TrainingWeightsBack,
     ValidationMetrics,
 )
 from tfrs_movies.train.optimizers import LazyAdam
@@ -261,16 +263,22 @@ def fit_model(
         best_checkpoints=best_checkpoints,
         fallback_dir=resume_from / "best" if resume_from is not None else None,
     )
+    average = EpochAverage(t.epoch_average_decay) if t.epoch_average_decay > 0 else None
     state = RunState(
         model,
         best,
         checkpoint_dir / "last" if checkpoint_dir is not None else None,
         resume_from / "last" if resume_from is not None else None,
         log,
+        average,
     )
+    # The averaged weights are in the model from Keras' validation pass to TrainingWeightsBack:
+    # validated, compared and saved as the best; the run state saves the training weights.
     callbacks = [
+        *([average] if average is not None else []),
         ValidationMetrics(prepared, config),
         best,
+        *([TrainingWeightsBack(average)] if average is not None else []),
         state,
         ProgressLine(state, best, t.epochs, log),
         *callbacks,
