@@ -221,11 +221,16 @@ class _Snapshots(tf.keras.callbacks.Callback):
         self.val_losses.append((logs or {}).get("val_loss"))
 
 
-def _toy_fit(decay: float | None, with_validation: bool, epochs: int = 3):
-    """Three epochs of a dense model under SGD; snapshots inside and after the averaged stretch."""
-    tf.keras.utils.set_random_seed(0)
+def _toy_data() -> tuple[np.ndarray, np.ndarray]:
     x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
-    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+    return x, x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+
+
+def _toy_fit(decay: float | None, with_validation: bool):
+    """Three epochs of a dense model under SGD; snapshots inside and after the averaged stretch
+    (``inside`` is empty without averaging)."""
+    tf.keras.utils.set_random_seed(0)
+    x, y = _toy_data()
     model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
     model.compile(optimizer=tf.keras.optimizers.SGD(0.05), loss="mse")
     inside, after = _Snapshots(), _Snapshots()
@@ -238,13 +243,13 @@ def _toy_fit(decay: float | None, with_validation: bool, epochs: int = 3):
         x,
         y,
         batch_size=16,
-        epochs=epochs,
+        epochs=3,
         shuffle=False,
         validation_data=(x, y) if with_validation else None,
         callbacks=callbacks,
         verbose=0,
     )
-    return model, inside, after
+    return inside, after
 
 
 @pytest.mark.parametrize("with_validation", [True, False], ids=["validation", "no-validation"])
@@ -252,8 +257,8 @@ def _toy_fit(decay: float | None, with_validation: bool, epochs: int = 3):
 def test_epoch_average_is_the_exponential_average_and_training_goes_on_from_its_own_weights(
     decay: float, with_validation: bool
 ):
-    _, inside, after = _toy_fit(decay, with_validation)
-    _, _, plain = _toy_fit(None, with_validation)
+    inside, after = _toy_fit(decay, with_validation)
+    _, plain = _toy_fit(None, with_validation)
     # Training continues from its own weights: the trajectory is that of a run without averaging.
     for averaged_run, plain_run in zip(after.weights, plain.weights, strict=True):
         for mine, reference in zip(averaged_run, plain_run, strict=True):
@@ -271,8 +276,7 @@ def test_epoch_average_is_the_exponential_average_and_training_goes_on_from_its_
     assert not np.allclose(inside.weights[-1][0], after.weights[-1][0])  # it is not a no-op
     if with_validation:
         # Keras' validation pass saw the average: its loss is the averaged model's.
-        x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
-        y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+        x, y = _toy_data()
         kernel, bias = inside.weights[-1]
         expected_loss = float(np.mean((x @ kernel + bias - y) ** 2))
         assert after.val_losses[-1] == pytest.approx(expected_loss, rel=1e-5)

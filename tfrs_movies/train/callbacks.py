@@ -175,12 +175,16 @@ class EpochAverage(tf.keras.callbacks.Callback):
         self.state = tf.Module(name="epoch_average")
         self._training_weights: list[np.ndarray] | None = None
         self._training = False
+        self._epoch = 0
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._training = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self._training = False
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         if self._training:
@@ -194,17 +198,15 @@ class EpochAverage(tf.keras.callbacks.Callback):
         weights = self.model.trainable_weights
         values = [weight.numpy() for weight in weights]
         if not hasattr(self.state, "average"):
-            # A fresh run starts from its first epoch's weights; on resume, the tracked
-            # variables are restored from the checkpoint as they are assigned here.
-            self.state.epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
+            # On resume, the tracked variables are restored from the checkpoint as they are
+            # assigned here (a resumed run's first epoch is not epoch 0).
             self.state.average = [
                 tf.Variable(value, trainable=False, name=f"average_{i}")
                 for i, value in enumerate(values)
             ]
-        first = int(self.state.epochs.numpy()) == 0
+        first = self._epoch == 0  # the average starts from the first epoch's weights
         for average, value in zip(self.state.average, values, strict=True):
             average.assign(value if first else self.decay * average + (1 - self.decay) * value)
-        self.state.epochs.assign_add(1)
         for weight, average in zip(weights, self.state.average, strict=True):
             weight.assign(average)
         self._training_weights = values
