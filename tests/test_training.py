@@ -22,6 +22,7 @@ from tfrs_movies.train.callbacks import (  # noqa: E402
     StepProgress,
     TrainingWeightsBack,
 )
+from tfrs_movies.train.fit import epoch_order, epochs_dataset  # noqa: E402
 from tfrs_movies.train.optimizers import LazyAdam  # noqa: E402
 
 
@@ -176,6 +177,30 @@ def test_ml100k_ci_sized_run_beats_tutorial_and_most_popular_floors(ml100k_dir, 
     assert model["rmse"] <= 0.96
     assert model["factorized_top_100"] >= 0.30
     assert result.metrics["index"]["recall_at_10_vs_exact"] >= 0.95
+
+
+@pytest.mark.parametrize("num_replicas", [1, 2])
+@pytest.mark.parametrize("num_examples", [20, 21, 24], ids=["partial", "one-over", "whole"])
+def test_epoch_stream_is_each_epochs_shuffle_in_batches(num_examples, num_replicas):
+    inputs = {
+        "user": np.arange(num_examples, dtype=np.int64),
+        "rating": np.arange(num_examples, dtype=np.float32) / 2,
+    }
+    dataset, steps_per_epoch = epochs_dataset(
+        inputs, 8, seed=3, epochs=range(2, 5), num_replicas=num_replicas
+    )
+    # Two replicas cannot split a last batch of one example: it is dropped.
+    keep = num_examples - 1 if num_replicas == 2 and num_examples % 8 == 1 else num_examples
+    assert steps_per_epoch == -(-keep // 8)
+    batches = [{key: value.numpy() for key, value in batch.items()} for batch in dataset]
+    assert len(batches) == 3 * steps_per_epoch
+    for epoch in range(2, 5):
+        order = epoch_order(num_examples, 3, epoch)[:keep]
+        first = (epoch - 2) * steps_per_epoch
+        expected = [order[start : start + 8] for start in range(0, keep, 8)]
+        for batch, rows in zip(batches[first : first + steps_per_epoch], expected, strict=True):
+            np.testing.assert_array_equal(batch["user"], rows)
+            np.testing.assert_array_equal(batch["rating"], rows.astype(np.float32) / 2)
 
 
 def _two_steps(optimizer, table: np.ndarray, gradients) -> tuple[np.ndarray, np.ndarray]:
