@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+import threadpoolctl
 
 from tfrs_movies import rundir
 from tfrs_movies.config import load_config
@@ -34,6 +35,7 @@ from tfrs_movies.evaluation import (
     topn_metrics_from_lists,
 )
 from tfrs_movies.evaluation.pipeline import RERANK_WEIGHTS, evaluate_pipeline
+from tfrs_movies.evaluation.selection import grid_search
 from tfrs_movies.log import silent
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -544,6 +546,23 @@ def test_ials_is_deterministic_for_a_seed_and_thread_count_free():
     assert not np.array_equal(other.user_factors, first.user_factors)
     with pytest.raises(RuntimeError, match="not fitted"):
         ials.IALS().scores(np.array([0]))
+
+
+def test_ials_search_in_parallel_threads_is_the_sequential_search():
+    train, _ = planted_ratings(2)
+    fit, validation = fit_validation(train)
+    grid = {"factors": (4, 8), "regularization": (1.0, 10.0), "alpha": (3.0,), "iterations": (4,)}
+
+    def search(workers: int):
+        return grid_search(
+            lambda **params: ials.IALS(**params, seed=1), grid, fit, validation, workers=workers
+        )
+
+    before = threadpoolctl.threadpool_info()
+    sequential, parallel = search(1), search(2)
+    assert parallel.rows == sequential.rows and parallel.params == sequential.params
+    assert len({row["ndcg@10"] for row in sequential.rows}) > 1  # the points do differ
+    assert threadpoolctl.threadpool_info() == before  # BLAS threads restored
 
 
 class FavouriteMovie:

@@ -14,6 +14,7 @@ load for their tables, and the import alone takes about 0.5 s here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,6 +46,12 @@ IALS_SEARCH_MAX_RATINGS = 1_000_000
 
 # Above this many training ratings a fit uses one thread per core and logs each sweep.
 IALS_THREADED_MIN_RATINGS = 1_000_000
+
+
+def search_workers() -> int:
+    """Grid points fitted at once: one per core (each search fit is single-threaded, as the
+    search stops at :data:`IALS_SEARCH_MAX_RATINGS` fit ratings)."""
+    return os.cpu_count() or 1
 
 
 class IALS:
@@ -168,7 +175,8 @@ def choose_ials(
     """Grid search of :class:`IALS`, fitted on ``fit`` and ranked on ``validation``.
 
     Each user's ``fit`` movies are excluded from their ranking, as on test. The test split is
-    never an argument, so it cannot leak into the choice.
+    never an argument, so it cannot leak into the choice. Points are fitted
+    :func:`search_workers` at once.
 
     Args:
         fit: the ratings each candidate is fitted on.
@@ -191,6 +199,7 @@ def choose_ials(
         fit,
         validation,
         metric,
+        workers=search_workers(),
     )
 
 
@@ -231,4 +240,5 @@ def fit_ials_baseline(
             f"{fit.num_ratings:,} fit ratings > {IALS_SEARCH_MAX_RATINGS:,}" if too_large else None
         ),
         log=log,
+        workers=search_workers(),
     )

@@ -14,7 +14,10 @@ import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import threadpoolctl
 
 from tfrs_movies.data.schema import Ratings
 from tfrs_movies.evaluation.metrics import topn_metrics
@@ -49,10 +52,15 @@ def grid_search(
     validation: Ratings,
     metric: str = "ndcg@10",
     log: Log = silent,
+    workers: int = 1,
 ) -> GridChoice:
     """Every point of ``grid`` fitted on ``fit`` and ranked on ``validation``.
 
-    Each user's ``fit`` movies are excluded from their ranking, as on test.
+    Each user's ``fit`` movies are excluded from their ranking, as on test. With ``workers``
+    above 1, that many points are fitted and ranked at once, in threads, with BLAS held to one
+    thread: for models whose fit releases the GIL (iALS: 18 points in 2.6 s instead of 4.8 s
+    on ml-100k, 2 cores). Each point is fitted and scored exactly as alone, so the rows and the
+    choice are the same.
 
     Args:
         make: ``make(**point)`` builds an unfitted model (see the module docstring).
@@ -62,6 +70,7 @@ def grid_search(
         metric: a key of :func:`topn_metrics`' result at cut-off 10 (``ndcg@10``,
             ``recall@10``, ...); the highest wins, ties go to the first in grid order.
         log: passed to every candidate's ``fit`` (its progress lines on large data).
+        workers: grid points fitted at once (1: one after another).
 
     Returns:
         The :class:`GridChoice`.
@@ -75,11 +84,23 @@ def grid_search(
         )
     started = time.perf_counter()
     names = list(grid)
-    rows = []
-    for values in itertools.product(*(grid[name] for name in names)):
-        model = make(**dict(zip(names, values, strict=True))).fit(fit, log=log)
+    points = [
+        dict(zip(names, values, strict=True))
+        for values in itertools.product(*(grid[name] for name in names))
+    ]
+
+    def row(point: dict[str, float]) -> dict[str, float]:
+        model = make(**point).fit(fit, log=log)
         result = topn_metrics(model, fit, validation, ks=(10,), ndcg_k=10)
-        rows.append({**model.params(), metric: result[metric]})
+        return {**model.params(), metric: result[metric]}
+
+    if workers > 1:
+        # One BLAS limit around all the threads: limits set and restored by each thread would
+        # interleave (a fit's own limit then restores the one already held, a no-op).
+        with threadpoolctl.threadpool_limits(1, "blas"), ThreadPoolExecutor(workers) as pool:
+            rows = list(pool.map(row, points))
+    else:
+        rows = [row(point) for point in points]
     best = max(rows, key=lambda row: row[metric])  # max keeps the first of equal values
     return GridChoice(
         params={name: best[name] for name in names},
@@ -99,6 +120,7 @@ def choose_and_refit(
     train: Ratings,
     no_search: str | None = None,
     log: Log = silent,
+    workers: int = 1,
 ) -> tuple[Any, dict[str, Any]]:
     """Chooses a baseline's hyperparameters on ``validation``, then refits them on ``train``.
 
@@ -113,6 +135,7 @@ def choose_and_refit(
             defaults are then fitted on ``train``.
         log: receives one line naming the hyperparameters and where they came from, and the
             fits' own progress lines.
+        workers: grid points fitted at once (see :func:`grid_search`).
 
     Returns:
         ``(model, record)``: the model fitted on ``train``, and what ``metrics.json`` keeps of
@@ -129,7 +152,7 @@ def choose_and_refit(
     else:
         if fit is None or validation is None:
             raise ValueError(f"choosing {name}'s hyperparameters needs fit and validation parts")
-        choice = grid_search(make, grid, fit, validation, log=log)
+        choice = grid_search(make, grid, fit, validation, log=log, workers=workers)
         params = choice.params
         source = (
             f"best validation {choice.metric} {choice.value:.4f} of {len(choice.rows)} "
