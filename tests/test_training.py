@@ -192,7 +192,7 @@ def test_epoch_stream_is_each_epochs_shuffle_in_batches(num_examples, num_replic
     # Two replicas cannot split a last batch of one example: it is dropped.
     keep = num_examples - 1 if num_replicas == 2 and num_examples % 8 == 1 else num_examples
     assert steps_per_epoch == -(-keep // 8)
-    # Without tf.data's autotuning thread, whose sleep an iterator's destructor waits out.
+    # Without tf.data's autotuning, whose thread an iterator's destructor waited on for seconds.
     assert dataset.options().autotune.enabled is False
     batches = [{key: value.numpy() for key, value in batch.items()} for batch in dataset]
     assert len(batches) == 3 * steps_per_epoch

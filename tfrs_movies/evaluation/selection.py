@@ -58,7 +58,7 @@ def grid_search(
 
     Each user's ``fit`` movies are excluded from their ranking, as on test. With ``workers``
     above 1, that many points are fitted and ranked at once, in threads, with BLAS held to one
-    thread: for models whose fit releases the GIL (iALS: 18 points in 2.6 s instead of 4.8 s
+    thread: for models whose fit releases the GIL (iALS: 18 points in 2.5-2.9 s, not 4.6-4.9 s
     on ml-100k, 2 cores). Each point is fitted and scored exactly as alone, so the rows and the
     choice are the same.
 

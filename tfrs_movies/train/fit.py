@@ -90,10 +90,10 @@ def _kept_examples(num_examples: int, batch_size: int, num_replicas: int) -> int
 
 def _distribute_by_data(dataset: tf.data.Dataset, num_replicas: int) -> tf.data.Dataset:
     options = tf.data.Options()
-    # tf.data's autotuning thread sleeps for a period that doubles as training goes on (up to
-    # a minute), and an iterator's destructor waits for it: with it on, the end of each fit
-    # stalled 0-6 s (measured, ml-100k). The pipeline is a gather of in-memory arrays per
-    # batch, well ahead of the training step with a prefetch buffer alone.
+    # Keras drops a fit's iterator when the fit ends; with autotuning on, its destructor waited
+    # on one of tf.data's background threads and the end of a fit stalled 0.1-6 s (ml-100k,
+    # measured; py-spy: RootDataset::Iterator::~Iterator). The pipeline, a gather of in-memory
+    # arrays per batch, keeps ahead of the training step with a prefetch buffer alone.
     options.autotune.enabled = False
     # tf.distribute (issue 8): every worker reads the same ordered data and keeps its
     # replicas' share of each global batch (DATA sharding; there are no files to shard).
