@@ -313,6 +313,63 @@ def test_fold_in_graph_preconditioner_is_averaged_at_the_reference_fold_ins():
     np.testing.assert_allclose(averaged(*people)[0], start(*people)[0], atol=1e-4)
 
 
+def test_fold_in_graph_fitted_start_is_near_the_minimum_and_reaches_the_same_vector(
+    monkeypatch,
+):
+    """With start reference people, every fold-in starts from a linear guess fitted to their
+    minima: on other people it is much closer to their minimum than the zero start, and the
+    Newton steps reach the same minimum (within the stopping rule's ~1e-4)."""
+    import tensorflow as tf
+
+    from tfrs_movies import fold_in_graph
+    from tfrs_movies.fold_in_graph import FoldInGraph, start_histories
+
+    rng = np.random.default_rng(5)
+    movie_vectors = rng.normal(0, 0.3, size=(60, 9)).astype(np.float32)
+    users = np.repeat(np.arange(1, 41), 15)
+    movies = np.concatenate([rng.choice(np.arange(1, 60), 15, replace=False) for _ in range(40)])
+    ratings = rng.choice([1.0, 2.0, 3.0, 4.0, 5.0], len(users)).astype(np.float32)
+    zero = FoldInGraph(movie_vectors, 0.2)
+    fitted = FoldInGraph(movie_vectors, 0.2, None, start_histories(users, movies, ratings, 200))
+    assert np.abs(zero.start_weights.numpy()).max() == 0.0
+    assert np.abs(fitted.start_weights.numpy()).max() > 0.0
+    people = start_histories(users, movies, ratings, 50, seed=1)
+    vectors, known = zero(*(tf.constant(part) for part in people))
+    assert known.numpy().all()
+    target, _ = fitted._target(*(tf.constant(part) for part in people))
+    minima = vectors.numpy()[:, :-1]
+    start_error = np.linalg.norm(fitted._start(target).numpy() - minima, axis=1)
+    assert start_error.mean() < 0.25 * np.linalg.norm(minima, axis=1).mean()
+    from_fitted_start = fitted(*people)[0]
+    # Both stop within ~1e-6 of the minimum loss; the minimum itself, stopping far later:
+    monkeypatch.setattr(fold_in_graph, "CONVERGED_DECREASE", 1e-13)
+    exact = FoldInGraph(movie_vectors, 0.2)(*people)[0]
+    np.testing.assert_allclose(vectors, exact, atol=2.5e-4)
+    np.testing.assert_allclose(from_fitted_start, exact, atol=2.5e-4)
+
+
+def test_start_histories_known_answer():
+    """Subsets of one user's ratings each (movie and rating kept together), of 1 to
+    max_ratings movies, padded with index 0; the same seed gives the same histories."""
+    from tfrs_movies.fold_in_graph import start_histories
+
+    users = np.array([1, 1, 1, 2, 2, 3])
+    movies = np.array([10, 11, 12, 20, 21, 30])
+    ratings = movies / 10.0  # each movie's rating names it
+    histories, values = start_histories(users, movies, ratings, count=30, max_ratings=2)
+    again = start_histories(users, movies, ratings, count=30, max_ratings=2)
+    np.testing.assert_array_equal(histories, again[0])
+    assert histories.shape == values.shape == (30, 2)
+    lengths = (histories > 0).sum(axis=1)
+    assert lengths.min() == 1 and lengths.max() == 2
+    for row, length in zip(histories, lengths, strict=True):
+        assert (row[length:] == 0).all()
+        assert len(set(row[:length] // 10)) == 1  # one user's movies
+        assert len(set(row[:length])) == length  # no movie twice
+    np.testing.assert_allclose(values, histories / 10.0, rtol=1e-6)
+    assert set(histories[:, 0] // 10) == {1, 2, 3}  # every user taken
+
+
 def test_reference_histories_known_answer():
     """Evenly spaced users, each with all of their ratings, padded with index 0."""
     from tfrs_movies.fold_in_graph import reference_histories

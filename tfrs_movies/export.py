@@ -23,7 +23,7 @@ from tfrs_movies.config import Config, IndexConfig
 from tfrs_movies.data.prepare import PreparedData
 from tfrs_movies.data.schema import GENRES
 from tfrs_movies.data.vocab import Vocabulary
-from tfrs_movies.fold_in_graph import FoldInGraph, reference_histories
+from tfrs_movies.fold_in_graph import FoldInGraph, reference_histories, start_histories
 from tfrs_movies.log import Log, print_line
 from tfrs_movies.saved_modules import index_module, ranking_module
 
@@ -250,10 +250,12 @@ def export_run(
     seen_user = prepared.user_vocab_of_row[prepared.train.user_index]
     seen_movie = prepared.movie_vocab_of_row[prepared.train.movie_index]
     keep = (seen_user > 0) & (seen_movie > 0)
+    history = (seen_user[keep], seen_movie[keep], prepared.train.rating[keep])
     fold_in = FoldInGraph(
         model.catalogue_vectors().numpy(),
         config.model.temperature,
-        reference_histories(seen_user[keep], seen_movie[keep], prepared.train.rating[keep]),
+        reference_histories(*history),
+        start_histories(*history),
     )
     popularity = prepared.movie_frequencies[1:]
     save_index(
