@@ -332,6 +332,8 @@ def test_fold_in_graph_fitted_start_is_near_the_minimum_and_reaches_the_same_vec
     zero = FoldInGraph(movie_vectors, 0.2)
     fitted = FoldInGraph(movie_vectors, 0.2, None, start_histories(users, movies, ratings, 200))
     assert np.abs(zero.start_weights.numpy()).max() == 0.0
+    nobody = FoldInGraph(movie_vectors, 0.2, None, start_histories(users[:0], movies[:0], ratings))
+    assert np.abs(nobody.start_weights.numpy()).max() == 0.0
     assert np.abs(fitted.start_weights.numpy()).max() > 0.0
     people = start_histories(users, movies, ratings, 50, seed=1)
     vectors, known = zero(*(tf.constant(part) for part in people))
@@ -368,6 +370,8 @@ def test_start_histories_known_answer():
         assert len(set(row[:length])) == length  # no movie twice
     np.testing.assert_allclose(values, histories / 10.0, rtol=1e-6)
     assert set(histories[:, 0] // 10) == {1, 2, 3}  # every user taken
+    empty = start_histories(users[:0], movies[:0], ratings[:0])
+    assert empty[0].shape == empty[1].shape == (0, 1)
 
 
 def test_reference_histories_known_answer():

@@ -304,8 +304,8 @@ class FoldInGraph(tf.Module):
             minimum = self._minimize(target, self._start(target))
             targets.append(target.numpy()[known.numpy()])
             minima.append(minimum.numpy()[known.numpy()])
-        features = np.concatenate(targets)
-        if len(features) == 0:
+        features = np.concatenate(targets) if targets else np.zeros((0, 1))
+        if len(features) == 0:  # nobody to fit to: the zero start stays
             return
         features = np.concatenate([features, np.ones((len(features), 1))], axis=1)
         gram = features.T @ features
