@@ -285,18 +285,20 @@ class FoldInGraph(tf.Module):
         guess = tf.matmul(tf.cast(target, tf.float32), self.start_weights) + self.start_offset
         return tf.cast(guess, tf.float64)
 
-    def _fit_start(self, movie_index: np.ndarray, ratings: np.ndarray, batch: int = 256) -> None:
+    def _fit_start(self, movie_index: np.ndarray, ratings: np.ndarray) -> None:
         """Fits the start point's linear guess to the minima of reference people.
 
-        The people are folded in from the current start, ``batch`` at a time; then a ridge
-        regression (weight :data:`START_RIDGE` times the mean squared feature) maps each
-        person's target, and a constant, to their minimum.
+        The people are folded in from the current start, a few at a time (at most 256, and at
+        most 2**22 logits of each step size at once: on large catalogues the (S, B, M) logits
+        of the line search, not the movies, bound the memory); then a ridge regression (weight
+        :data:`START_RIDGE` times the mean squared feature) maps each person's target, and a
+        constant, to their minimum.
 
         Args:
             movie_index, ratings: (R, N) histories as :meth:`__call__` takes them; people with
                 no known movie are left out.
-            batch: people folded in at a time (bounds the (batch, N, D) gather).
         """
+        batch = int(np.clip(2**22 // self.free.shape[0], 1, 256))
         targets, minima = [], []
         for first in range(0, len(movie_index), batch):
             part = slice(first, first + batch)
