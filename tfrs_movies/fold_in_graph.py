@@ -43,7 +43,9 @@ CONVERGED_DECREASE = 1e-6
 loss is within about this much of its minimum (the vector within ~1e-4)."""
 
 START_RIDGE = 0.01
-"""Ridge weight of the start point's regression, relative to its mean squared feature."""
+"""Ridge weight of the start point's regression, relative to the mean of its features' Gram
+diagonal. On ml-100k (150 subsets of 2-40 of a trained user's movies, random ratings) 0.001,
+0.01 and 0.1 took 4.6, 4.5 and 4.3 steps on average, 1 took 5.3 and the zero start 6.4."""
 
 MAX_NEWTON_STEPS = 30  # FoldIn too; 4-6 on average reach the minimum, 12 at most (measured)
 # Step sizes tried at once, a vectorized backtracking line search. The numpy fold-in, which
@@ -290,9 +292,9 @@ class FoldInGraph(tf.Module):
 
         The people are folded in from the current start, a few at a time (at most 256, and at
         most 2**22 logits of each step size at once: on large catalogues the (S, B, M) logits
-        of the line search, not the movies, bound the memory); then a ridge regression (weight
-        :data:`START_RIDGE` times the mean squared feature) maps each person's target, and a
-        constant, to their minimum.
+        of the line search, not the movies, bound the memory); then a ridge regression maps
+        each person's target, and a constant, to their minimum (its weight
+        :data:`START_RIDGE` times the mean of the features' Gram diagonal).
 
         Args:
             movie_index, ratings: (R, N) histories as :meth:`__call__` takes them; people with
@@ -319,6 +321,9 @@ class FoldInGraph(tf.Module):
     def _minimize(self, target: tf.Tensor, current: tf.Tensor) -> tf.Tensor:
         """(B, D - 1) float64 free coordinates of the minima, from (B, D) targets and (B,
         D - 1) start points, by preconditioned Newton steps with a backtracking line search."""
+        # The matrix products read the stored float32 vectors (casting the whole catalogue to
+        # float64 on every call took a quarter of the time); what they produce is accumulated
+        # and compared in float64.
         free, biases = self.free, self.biases
         inverse_hessian = tf.cast(self.inverse_hessian, tf.float64)
         scale, penalty = self.scale, FOLD_IN_L2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfrs_movies.fold_in_graph import (
+    CONVERGED_DECREASE,
     FOLD_IN_L2,
     MAX_NEWTON_STEPS,
     inverse_hessian,
@@ -101,7 +102,7 @@ def fold_in(
         gradient = scale * (probabilities @ free - target[:-1]) + 2 * penalty * vector[:-1]
         step = preconditioner @ gradient
         decrease = float(gradient @ step)  # > 0: the Hessian is positive definite
-        if decrease < 1e-6:  # the loss is within ~1e-6 of its minimum (vector within ~1e-4)
+        if decrease < CONVERGED_DECREASE:  # the loss is within ~1e-6 of its minimum
             break
         direction = free @ step * scale  # logits are linear in the vector
         size = 1.0
