@@ -30,6 +30,8 @@ from 0 (at most 10 and 11), and for 150 people of 2-5 random movies rated 3-5 st
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
@@ -129,18 +131,10 @@ def reference_histories(
     Returns:
         ``(movie_index, ratings)``: (count, N) int64 and float32, padded with index 0.
     """
-    sizes = np.unique(user_index, return_counts=True)[1]
-    order = np.argsort(user_index, kind="stable")  # each user's ratings together, in order
-    starts = np.concatenate([[0], np.cumsum(sizes)])
+    sizes, own = _ratings_by_user(user_index)
     chosen = np.unique(np.linspace(0, len(sizes) - 1, min(count, len(sizes))).astype(int))
     width = int(min(sizes[chosen].max(), max_ratings)) if len(chosen) else 1
-    histories = np.zeros((len(chosen), width), np.int64)
-    values = np.zeros((len(chosen), width), np.float32)
-    for row, user in enumerate(chosen):
-        taken = order[starts[user] : starts[user + 1]][:width]
-        histories[row, : len(taken)] = movie_index[taken]
-        values[row, : len(taken)] = ratings[taken]
-    return histories, values
+    return _padded([own(user)[:width] for user in chosen], movie_index, ratings, width)
 
 
 def start_histories(
@@ -165,20 +159,38 @@ def start_histories(
     Returns:
         ``(movie_index, ratings)``: (count, width) int64 and float32, padded with index 0.
     """
-    users, sizes = np.unique(user_index, return_counts=True)
-    if len(users) == 0:
-        return np.zeros((0, 1), np.int64), np.zeros((0, 1), np.float32)
-    order = np.argsort(user_index, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(sizes)])
+    sizes, own = _ratings_by_user(user_index)
+    if len(sizes) == 0:
+        return _padded([], movie_index, ratings, 1)
     rng = np.random.default_rng(seed)
-    chosen = np.linspace(0, len(users) - 1, count).astype(int)
+    chosen = np.linspace(0, len(sizes) - 1, count).astype(int)
     lengths = [int(rng.integers(1, min(sizes[user], max_ratings) + 1)) for user in chosen]
-    histories = np.zeros((count, max(lengths)), np.int64)
-    values = np.zeros((count, max(lengths)), np.float32)
-    for row, (user, length) in enumerate(zip(chosen, lengths, strict=True)):
-        taken = rng.choice(order[starts[user] : starts[user + 1]], length, replace=False)
-        histories[row, :length] = movie_index[taken]
-        values[row, :length] = ratings[taken]
+    taken = [
+        rng.choice(own(user), length, replace=False)
+        for user, length in zip(chosen, lengths, strict=True)
+    ]
+    return _padded(taken, movie_index, ratings, max(lengths))
+
+
+def _ratings_by_user(user_index: np.ndarray) -> tuple[np.ndarray, Callable[[int], np.ndarray]]:
+    """Each user's rating count, by user in sorted order, and a function from a user's position
+    in that order to the positions of their ratings (in the given order)."""
+    sizes = np.unique(user_index, return_counts=True)[1]
+    order = np.argsort(user_index, kind="stable")  # each user's ratings together, in order
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    return sizes, lambda user: order[starts[user] : starts[user + 1]]
+
+
+def _padded(
+    people: list[np.ndarray], movie_index: np.ndarray, ratings: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(movie_index, ratings)`` (len(people), width) int64 and float32 of each person's rating
+    positions, padded with index 0."""
+    histories = np.zeros((len(people), width), np.int64)
+    values = np.zeros((len(people), width), np.float32)
+    for row, taken in enumerate(people):
+        histories[row, : len(taken)] = movie_index[taken]
+        values[row, : len(taken)] = ratings[taken]
     return histories, values
 
 
