@@ -3,6 +3,7 @@ subprocess on a free loopback port, and the web page in headless Chromium (Playw
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import math
@@ -16,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import anyio
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -528,6 +530,89 @@ def test_create_app_takes_a_loaded_recommender(recommender):
             return (await local.get("/health")).json()
 
     assert anyio.run(health)["run_name"] == Path(recommender.run_dir).name
+
+
+def test_request_batcher_runs_one_turns_items_together_by_key():
+    """Items submitted in one turn of the loop go to run_many together, grouped by key, at
+    most max_batch at a time; a failed batch is retried item by item, so that only the bad
+    item's request fails; an item whose request was cancelled is not computed."""
+    from tfrs_movies.serving.batching import RequestBatcher
+
+    calls = []
+
+    def run_many(key, items):
+        calls.append((key, list(items)))
+        if "bad" in items:
+            raise ValueError("one bad item")
+        return [f"{key}:{item}" for item in items]
+
+    def run_one(key, item):
+        if item == "bad":
+            raise KeyError(item)
+        return f"{key}:{item} alone"
+
+    async def scenario():
+        batcher = RequestBatcher(run_many, run_one, max_batch=2)
+        first = await asyncio.gather(
+            *(batcher.submit(key, item) for key, item in [("a", 1), ("a", 2), ("b", 3), ("a", 4)])
+        )
+        mixed = await asyncio.gather(
+            batcher.submit("c", "good"), batcher.submit("c", "bad"), return_exceptions=True
+        )
+        # A request cancelled before its batch ran: the batch computes the others only.
+        cancelled = asyncio.ensure_future(batcher.submit("d", "gone"))
+        kept = asyncio.ensure_future(batcher.submit("d", "kept"))
+        await asyncio.sleep(0)  # both have submitted
+        cancelled.cancel()
+        return first, mixed, await kept, batcher.batch_sizes
+
+    first, mixed, kept, sizes = asyncio.run(scenario())
+    assert first == ["a:1", "a:2", "b:3", "a:4"]
+    assert mixed[0] == "c:good alone" and isinstance(mixed[1], KeyError)
+    assert kept == "d:kept"
+    assert calls == [
+        ("a", [1, 2]),
+        ("a", [4]),
+        ("b", [3]),
+        ("c", ["good", "bad"]),
+        ("d", ["kept"]),
+    ]
+    assert sizes == [2, 1, 1, 1]  # the failed batch is not counted
+    with pytest.raises(ValueError, match="max_batch"):
+        RequestBatcher(run_many, run_one, max_batch=0)
+
+
+def test_new_people_asked_at_once_are_answered_in_one_batch_as_if_alone(recommender):
+    """Concurrent POST /v1/recommendations on one app: their fold-ins run batched, and each
+    answer is the one the library gives that person alone (scores within the fold-in's
+    tolerance); a bad request among them gets its own error."""
+    app = create_app(recommender)
+    ids = [str(m) for m in recommender.movie_ids[:9]]
+    people = [{ids[0]: 5.0}, {ids[1]: 4.0, ids[2]: 2.5}, {ids[3]: 3.0, ids[4]: 5.0, ids[5]: 4.5}]
+    people += [{ids[6]: 1.0, ids[7]: 4.0, ids[8]: 5.0, ids[0]: 2.0}]
+
+    async def ask_together():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://local") as local:
+            bodies = [{"ratings": person, "k": 5} for person in people]
+            bodies.append({"ratings": {"no such movie": 4.0}, "k": 5})
+            return await asyncio.gather(
+                *(local.post("/v1/recommendations", json=body) for body in bodies)
+            )
+
+    sizes_before = list(app.state.new_people.batch_sizes)  # the warm-up's
+    answers = anyio.run(ask_together)
+    assert answers[-1].status_code == 404 and "no such movie" in answers[-1].json()["detail"]
+    assert max(app.state.new_people.batch_sizes[len(sizes_before) :]) >= 2
+    for person, answer in zip(people, answers, strict=False):
+        items = _ok(answer)["recommendations"]
+        alone = recommender.recommend_for_ratings(person, k=5)
+        assert [i["movie_id"] for i in items] == [r.movie_id for r in alone]
+        np.testing.assert_allclose(
+            [(i["retrieval_score"], i["predicted_rating"]) for i in items],
+            [(r.retrieval_score, r.predicted_rating) for r in alone],
+            atol=2e-3,
+        )
 
 
 def test_search_matches_a_plain_scan(recommender):

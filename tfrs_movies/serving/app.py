@@ -59,7 +59,9 @@ def create_app(run_dir_or_recommender: str | Path | Recommender) -> FastAPI:
     app.state.recommender = recommender
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     add_error_handlers(app)
-    app.include_router(Endpoints(recommender, listing, _health(recommender, listing)).router())
+    endpoints = Endpoints(recommender, listing, _health(recommender, listing))
+    app.state.new_people = endpoints.new_people  # its batch_sizes, for tests and benchmarks
+    app.include_router(endpoints.router())
     _warm_up(app, listing)
     return app
 

@@ -2,20 +2,25 @@
 
 Handlers are ``async`` and compute on the event loop: a request takes a millisecond or two of
 CPU, so handing it to a thread would only add switching and contention for Python's lock.
+New-person requests read in the same turn of the loop are answered by one batched model call
+(:mod:`~tfrs_movies.serving.batching`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib import resources
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 
 from tfrs_movies.recommend import Recommendation, Recommender
+from tfrs_movies.serving.batching import RequestBatcher
 from tfrs_movies.serving.listing import Listing, message
 from tfrs_movies.serving.schemas import (
     ERRORS,
@@ -43,8 +48,6 @@ PAGE_HEADERS = {
 }
 """The page loads nothing from elsewhere and runs only its own inline script."""
 
-Result = TypeVar("Result")
-
 
 def page_html() -> str:
     """The web page (``static/index.html``, shipped as package data)."""
@@ -68,10 +71,22 @@ def _items(records: Sequence[Recommendation]) -> list[dict[str, Any]]:
     return [record.to_dict() for record in records]
 
 
-def _model_errors(function: Callable[..., Result], *args, **kwargs) -> Result:
-    """Runs a recommender call; KeyError becomes 404 and ValueError 422."""
+async def _after_new_people() -> None:
+    """Yields once to the event loop before a handler computes.
+
+    The new-person batch of a turn of the loop runs when every request read in that turn has
+    started; a handler that computes at once makes the batch wait for it. Yielding first puts
+    the batch (scheduled when the turn's first new person submitted) ahead of the computations
+    of the requests that came after that person.
+    """
+    await asyncio.sleep(0)
+
+
+@contextmanager
+def _model_errors() -> Iterator[None]:
+    """Around a recommender call: KeyError becomes 404 and ValueError 422."""
     try:
-        return function(*args, **kwargs)
+        yield
     except KeyError as error:
         raise HTTPException(404, message(error)) from None
     except ValueError as error:
@@ -92,6 +107,15 @@ class Endpoints:
         self.listing = listing
         self.health_body = json_response(health.model_dump()).body
         self.page_html = page_html()
+        # New people, batched by the parameters their call shares: (k, min_ratings).
+        self.new_people: RequestBatcher[Mapping[str, float], list[Recommendation]] = RequestBatcher(
+            lambda key, people: recommender.recommend_for_ratings_many(
+                people, k=key[0], num_candidates=max(key[0], NUM_CANDIDATES), min_ratings=key[1]
+            ),
+            lambda key, ratings: recommender.recommend_for_ratings(
+                ratings, k=key[0], num_candidates=max(key[0], NUM_CANDIDATES), min_ratings=key[1]
+            ),
+        )
 
     def router(self) -> APIRouter:
         """An APIRouter with every route of the API."""
@@ -170,6 +194,7 @@ class Endpoints:
     ) -> Response:
         """Top-k movies for a user of the training data: ScaNN retrieval, re-ranked with the
         rating model. Unknown users get 404 (use `POST /v1/recommendations` for them)."""
+        await _after_new_people()
         try:
             records = self.recommender.recommend(
                 user_id,
@@ -211,13 +236,8 @@ class Endpoints:
                 )
             ratings[movie_id] = value
             rated.append({"movie_id": movie_id, "title": movie["title"], "rating": value})
-        records = _model_errors(
-            self.recommender.recommend_for_ratings,
-            ratings,
-            k=request.k,
-            num_candidates=max(request.k, NUM_CANDIDATES),
-            min_ratings=request.min_ratings,
-        )
+        with _model_errors():
+            records = await self.new_people.submit((request.k, request.min_ratings), ratings)
         return json_response({"rated": rated, "k": request.k, "recommendations": _items(records)})
 
     async def similar_movies(
@@ -230,10 +250,10 @@ class Endpoints:
     ) -> Response:
         """The k movies whose embeddings are closest (cosine) to this movie's. Takes any
         title, also one with a `/` (which the path form cannot carry)."""
+        await _after_new_people()
         row = self.listing.resolve(movie)
-        records = _model_errors(
-            self.recommender.similar_movies, str(self.recommender.movie_ids[row]), k=k
-        )
+        with _model_errors():
+            records = self.recommender.similar_movies(str(self.recommender.movie_ids[row]), k=k)
         return json_response({"movie": self.listing.movie(row), "k": k, "similar": _items(records)})
 
     async def similar_movies_by_path(
@@ -263,6 +283,7 @@ class Endpoints:
         limit: Annotated[int, Query(ge=1, le=MAX_SEARCH_RESULTS)] = 20,
     ) -> Response:
         """Movies whose titles contain the query, most rated first."""
+        await _after_new_people()
         count, rows = self.listing.search(query, limit)
         movies = [self.listing.movie(row) for row in rows]
         return json_response({"query": query, "count": count, "movies": movies})
