@@ -582,6 +582,39 @@ def test_request_batcher_runs_one_turns_items_together_by_key():
         RequestBatcher(run_many, run_one, max_batch=0)
 
 
+def test_request_batcher_keeps_each_event_loops_items_to_itself():
+    """Two threads, each with its own event loop, submitting at the same time: each loop's
+    batch holds only its own items and every item gets its own result (no lost wake-ups)."""
+    from tfrs_movies.serving.batching import RequestBatcher
+
+    both_submitted = threading.Barrier(2)
+
+    def run_many(key, items):
+        time.sleep(0.05)  # the other thread submits meanwhile
+        return [item * 10 for item in items]
+
+    batcher = RequestBatcher(run_many, lambda key, item: item * 10)
+    results = {}
+
+    def serve(first: int):
+        async def submit_three():
+            tasks = [asyncio.ensure_future(batcher.submit("k", first + i)) for i in range(3)]
+            await asyncio.sleep(0)
+            both_submitted.wait(5)
+            return await asyncio.gather(*tasks)
+
+        results[first] = asyncio.run(submit_three())
+
+    threads = [threading.Thread(target=serve, args=(first,)) for first in (0, 100)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert results == {0: [0, 10, 20], 100: [1000, 1010, 1020]}
+    assert sorted(batcher.batch_sizes) == [3, 3]
+
+
 def test_new_people_asked_at_once_are_answered_in_one_batch_as_if_alone(recommender):
     """Concurrent POST /v1/recommendations on one app: their fold-ins run batched, and each
     answer is the one the library gives that person alone (scores within the fold-in's

@@ -45,8 +45,9 @@ class RequestBatcher(Generic[Item, Result]):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self._run_many, self._run_one, self.max_batch = run_many, run_one, max_batch
-        self._pending: dict[Hashable, list[tuple[Item, asyncio.Future]]] = {}
-        self._scheduled = False
+        # Per event loop (an app is normally served by one; tests may drive it from several
+        # threads, each with its own): the items waiting for the loop's next batch, by key.
+        self._pending: dict[asyncio.AbstractEventLoop, dict[Hashable, list]] = {}
         self.batch_sizes: list[int] = []  # of every run_many call (tests and benchmarks read it)
 
     async def submit(self, key: Hashable, item: Item) -> Result:
@@ -54,18 +55,18 @@ class RequestBatcher(Generic[Item, Result]):
         loop; raises what its computation raised."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._pending.setdefault(key, []).append((item, future))
-        if not self._scheduled:
-            # call_soon runs after every callback already queued for this turn: the handlers
-            # of the requests read together submit before the batch runs.
-            self._scheduled = True
-            loop.call_soon(self._run_pending)
+        pending = self._pending.get(loop)
+        if pending is None:
+            # The loop's first item since its last batch. call_soon runs after every callback
+            # already queued for this turn: the handlers of the requests read together submit
+            # before the batch runs.
+            pending = self._pending[loop] = {}
+            loop.call_soon(self._run_pending, loop)
+        pending.setdefault(key, []).append((item, future))
         return await future
 
-    def _run_pending(self) -> None:
-        self._scheduled = False
-        pending, self._pending = self._pending, {}
-        for key, entries in pending.items():
+    def _run_pending(self, loop: asyncio.AbstractEventLoop) -> None:
+        for key, entries in self._pending.pop(loop).items():
             for first in range(0, len(entries), self.max_batch):
                 self._answer(key, entries[first : first + self.max_batch])
 
