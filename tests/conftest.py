@@ -146,3 +146,25 @@ def tiny_run(tmp_path_factory) -> Path:
     config = load_config(None, TINY_OVERRIDES)
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
     return train_and_evaluate(config, run_dir, log=lambda message: None).run_dir
+
+
+@pytest.fixture
+def exact_search(monkeypatch):
+    """``use_exact(recommender)``: the Recommender searches its run's exact (brute-force)
+    index instead of ScaNN for the rest of the test.
+
+    For tests that compare answers computed in batches of different sizes: a batch's products
+    round differently in the last bits, and a query near the edge of a ScaNN partition can
+    then search other leaves (seen once in four CI runs); exact search has no edges.
+    """
+
+    def use_exact(recommender) -> None:
+        import tensorflow as tf
+
+        from tfrs_movies.recommend.graphs import single_graph
+        from tfrs_movies.rundir import RunPaths
+
+        exact = tf.saved_model.load(str(RunPaths(recommender.run_dir).exact_index))
+        monkeypatch.setattr(recommender, "_index_search_rows", single_graph(exact.search_rows))
+
+    return use_exact

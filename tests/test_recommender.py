@@ -661,11 +661,14 @@ def test_new_user_gets_unrated_movies_from_their_ratings(recommender: Recommende
     assert scores[:5].mean() > scores.mean()
 
 
-def test_new_people_together_get_what_each_gets_alone(recommender: Recommender, fold_in_path):
+def test_new_people_together_get_what_each_gets_alone(
+    recommender: Recommender, fold_in_path, exact_search
+):
     """recommend_for_ratings_many folds everyone in and re-scores in batched calls; each
     person's list is the one they get alone (histories of different lengths are padded).
     Scores agree within the fold-in's stopping tolerance (the minimum within ~1e-4); the
-    movie lists exactly."""
+    movie lists exactly (with exact search: see the exact_search fixture)."""
+    exact_search(recommender)
     ids = recommender.movie_ids
     people = [
         {ids[0]: 5.0},

@@ -615,10 +615,12 @@ def test_request_batcher_keeps_each_event_loops_items_to_itself():
     assert sorted(batcher.batch_sizes) == [3, 3]
 
 
-def test_new_people_asked_at_once_are_answered_in_one_batch_as_if_alone(recommender):
+def test_new_people_asked_at_once_are_answered_in_one_batch_as_if_alone(recommender, exact_search):
     """Concurrent POST /v1/recommendations on one app: their fold-ins run batched, and each
     answer is the one the library gives that person alone (scores within the fold-in's
-    tolerance); a bad request among them gets its own error."""
+    tolerance; exact search, see the exact_search fixture); a bad request among them gets its
+    own error."""
+    exact_search(recommender)
     app = create_app(recommender)
     ids = [str(m) for m in recommender.movie_ids[:9]]
     people = [{ids[0]: 5.0}, {ids[1]: 4.0, ids[2]: 2.5}, {ids[3]: 3.0, ids[4]: 5.0, ids[5]: 4.5}]
