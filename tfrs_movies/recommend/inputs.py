@@ -108,3 +108,17 @@ def person_ratings(catalogue: Catalogue, ratings: object) -> tuple[np.ndarray, n
             )
         given[row] = movie
     return np.fromiter(given, np.int64, len(given)), np.asarray(values, np.float32)
+
+
+def padded_people(
+    people: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """People's :func:`person_ratings` as arrays: (B, N) int64 movie rows and float32 ratings,
+    padded with 0 to the longest (N), and the (B, N) bool mask of the given ones."""
+    lengths = np.array([len(rows) for rows, _ in people])
+    given = np.arange(lengths.max()) < lengths[:, None]
+    rows = np.zeros(given.shape, np.int64)
+    ratings = np.zeros(given.shape, np.float32)
+    rows[given] = np.concatenate([person_rows for person_rows, _ in people])
+    ratings[given] = np.concatenate([values for _, values in people])
+    return rows, ratings, given

@@ -368,20 +368,17 @@ class Recommender:
 
     def _fold_in(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
         """(dim,) float32 query vector of one person's rated movie rows (n,) and ratings (n,)."""
-        return self._fold_in_many([(rows, values)])[0]
+        return self._fold_in_many(*inputs.padded_people([(rows, values)]))[0]
 
-    def _fold_in_many(self, people: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """(B, dim) float32 query vectors of B people's (rated movie rows, ratings), in one call
-        of the exported fold-in (its histories padded with "", which it ignores)."""
+    def _fold_in_many(self, rows: np.ndarray, ratings: np.ndarray, given: np.ndarray) -> np.ndarray:
+        """(B, dim) float32 query vectors of B people, in one call of the exported fold-in,
+        from their (B, N) rated movie rows, ratings and mask (:func:`inputs.padded_people`;
+        the fold-in ignores the padding, given to it as "")."""
         if self.exported_fold_in is None:
-            return np.stack([self._numpy_fold_in(rows, values) for rows, values in people])
-        width = max(len(rows) for rows, _ in people)
-        movie_ids = np.full((len(people), width), "", dtype=object)
-        ratings = np.zeros((len(people), width), np.float32)
-        for i, (rows, values) in enumerate(people):
-            movie_ids[i, : len(rows)] = self.movie_ids[rows].astype(str)
-            ratings[i, : len(rows)] = values
-        vectors, _ = self.exported_fold_in(tf.constant(movie_ids.astype(str)), tf.constant(ratings))
+            people = zip(rows, ratings, given, strict=True)
+            return np.stack([self._numpy_fold_in(r[g], v[g]) for r, v, g in people])
+        movie_ids = np.where(given, self.movie_ids[rows].astype(str), "")
+        vectors, _ = self.exported_fold_in(tf.constant(movie_ids), tf.constant(ratings))
         return vectors.numpy()
 
     def recommend_for_ratings(
@@ -461,7 +458,8 @@ class Recommender:
         rated = [inputs.person_ratings(self.catalogue, ratings) for ratings in people]
         if not rated:
             return []
-        vectors = self._fold_in_many(rated)
+        histories = inputs.padded_people(rated)
+        vectors = self._fold_in_many(*histories)
         scores, movie_rows = self._index_search_rows(tf.constant(vectors))
         candidate_rows, candidate_scores = select_candidates(
             movie_rows.numpy(),
@@ -473,21 +471,9 @@ class Recommender:
             self.movie_vectors,
             lambda i: vectors[i],
         )
-        # Each person's rated movies, padded with row 0 (scored, then ignored), are scored in
-        # the same call as the candidates: the person's rating bias (the ranking model has none
-        # for them) is their mean residual on them.
-        width = max(len(rows) for rows, _ in rated)
-        rated_rows = np.zeros((len(rated), width), np.int64)
-        for i, (rows, _) in enumerate(rated):
-            rated_rows[i, : len(rows)] = rows
 
         def score(candidates: np.ndarray) -> np.ndarray:
-            both = self.rescorer.vectors(vectors, np.concatenate([candidates, rated_rows], axis=1))
-            offsets = [
-                np.mean(values - both[i, candidates.shape[1] : candidates.shape[1] + len(values)])
-                for i, (_, values) in enumerate(rated)
-            ]
-            return both[:, : candidates.shape[1]] + np.asarray(offsets, both.dtype)[:, None]
+            return self.rescorer.people(vectors, candidates, *histories)
 
         prior = popularity * self._log_popularity if popularity else None
         return self._finish(candidate_rows, candidate_scores, k, weight, False, score, prior)

@@ -352,6 +352,26 @@ class Rescorer:
             tf.constant(self._id_bytes[movie_rows]),
         ).numpy()
 
+    def people(
+        self,
+        vectors: np.ndarray,
+        movie_rows: np.ndarray,
+        rated_rows: np.ndarray,
+        ratings: np.ndarray,
+        given: np.ndarray,
+    ) -> np.ndarray:
+        """(Q, C) predicted ratings of new people given by query vectors (Q, dim), for
+        candidate movie rows (Q, C), each shifted by the person's own rating bias (the model has
+        none for them): their mean residual on the movies they rated, (Q, N) ``rated_rows``
+        and ``ratings`` where ``given`` (padded: :func:`inputs.padded_people`). One call scores
+        candidates and rated movies alike."""
+        both = self.vectors(vectors, np.concatenate([movie_rows, rated_rows], axis=1))
+        width = movie_rows.shape[1]
+        offsets = [
+            np.mean(ratings[i, mask] - both[i, width:][mask]) for i, mask in enumerate(given)
+        ]
+        return both[:, :width] + np.asarray(offsets, both.dtype)[:, None]
+
     def vectors(self, vectors: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
         """(Q, C) predicted ratings of people given by query vectors (Q, dim), for candidate
         movie rows (Q, C), with the unknown user's rating bias."""
