@@ -12,7 +12,9 @@ tf = pytest.importorskip("tensorflow")
 
 from tfrs_movies.data.features import FeatureTables, release_year, title_words  # noqa: E402
 from tfrs_movies.model import CatalogueRetrieval, MovieLensModel  # noqa: E402
+from tfrs_movies.model.heads import StatelessDropout  # noqa: E402
 from tfrs_movies.model.penalties import count_weights, inverse_presence  # noqa: E402
+from tfrs_movies.model.tasks import log_sum_exp  # noqa: E402
 
 NUM_USERS, NUM_MOVIES = 4, 6
 
@@ -166,6 +168,53 @@ def test_distinct_query_catalogue_loss_equals_the_one_hot_loss_and_its_gradients
             rtol=1e-5,
             atol=1e-6,
         )
+
+
+def test_log_sum_exp_and_its_gradient_equal_tensorflow_s_composite():
+    rng = np.random.default_rng(3)
+    # Members x queries x candidates; one row of large logits that a naive exp would overflow.
+    scores = rng.normal(size=(2, 5, 9)) * 4.0
+    scores[1, 2] += 500.0
+    scores = tf.constant(scores, tf.float32)
+    upstream = tf.constant(rng.uniform(0.5, 3.0, size=(2, 5)), tf.float32)  # e.g. user counts
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(scores)
+        ours = tf.reduce_sum(log_sum_exp(scores) * upstream)
+        reference = tf.reduce_sum(tf.reduce_logsumexp(scores, axis=-1) * upstream)
+    np.testing.assert_allclose(
+        log_sum_exp(scores).numpy(), tf.reduce_logsumexp(scores, axis=-1).numpy(), rtol=1e-6
+    )
+    assert float(ours) == pytest.approx(float(reference), rel=1e-6)
+    gradient = tape.gradient(ours, scores).numpy()
+    np.testing.assert_allclose(gradient, tape.gradient(reference, scores).numpy(), atol=1e-6)
+    # The gradient of a row's log-normalizer is its softmax: each row sums to its upstream.
+    np.testing.assert_allclose(gradient.sum(-1), upstream.numpy(), rtol=1e-5)
+
+
+def test_stateless_dropout_is_a_function_of_seed_and_step_at_the_configured_rate():
+    inputs = tf.ones([512, 4, 96])
+    dropout = StatelessDropout(0.3, seed=7)
+    first = dropout(inputs, step=tf.constant(5), training=True).numpy()
+    np.testing.assert_array_equal(first, dropout(inputs, step=5, training=True).numpy())
+    again = StatelessDropout(0.3, seed=7)(inputs, step=5, training=True).numpy()
+    np.testing.assert_array_equal(first, again)  # a new layer (a resumed run): the same mask
+    other_step = dropout(inputs, step=6, training=True).numpy()
+    assert (first != other_step).mean() > 0.3
+    dropped = (first == 0).mean()
+    assert dropped == pytest.approx(0.3, abs=0.005)  # 196,608 elements: sd of the share 0.001
+    # Kept elements are scaled by 1 / P(kept): the expectation of each element is its input.
+    assert first.mean() == pytest.approx(1.0, abs=0.01)
+    values = np.unique(first)
+    assert values[0] == 0.0 and values[1:] == pytest.approx([1 / (1 - 19661 / 65536)])
+    # An odd element count: the last 32-bit draw serves one element.
+    odd = dropout(tf.ones([3, 5]), step=1, training=True).numpy()
+    assert odd.shape == (3, 5) and 0 < (odd == 0).sum() < 15
+    for identity in (
+        dropout(inputs, step=5, training=False),
+        dropout(inputs, step=None, training=True),
+        StatelessDropout(0.0, seed=7)(inputs, step=5, training=True),
+    ):
+        np.testing.assert_array_equal(identity.numpy(), inputs.numpy())
 
 
 def test_distinct_query_catalogue_loss_refuses_a_custom_loss():

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,7 @@ from tfrs_movies.train.callbacks import (  # noqa: E402
 )
 from tfrs_movies.train.fit import epoch_order, epochs_dataset  # noqa: E402
 from tfrs_movies.train.optimizers import LazyAdam  # noqa: E402
+from tfrs_movies.train.threads import thread_pools  # noqa: E402
 
 
 def _quiet(message: str) -> None:
@@ -320,3 +324,33 @@ def test_step_progress_logs_step_rate_and_eta_and_stays_quiet_in_short_epochs():
     assert len(lines) == 1
     assert lines[0].startswith("epoch 1/2 step 2/4 (50%)")
     assert "examples/s" in lines[0] and "ETA" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("intra_op_threads", "cores", "pools"),
+    [(None, 2, (2, 1)), (None, 1, (2, 1)), (None, 16, (2, 8)), (0, 8, None), (3, 8, (0, 3))],
+)
+def test_thread_pools_for_each_setting(intra_op_threads, cores, pools):
+    assert thread_pools(intra_op_threads, cores) == pools
+
+
+def test_configure_threads_sizes_a_fresh_process_s_pools_and_keeps_a_started_one_s():
+    # A fresh interpreter: TensorFlow has not started, so the pools take the default setting.
+    code = (
+        "import tensorflow as tf\n"
+        "from tfrs_movies.train.threads import available_cores, configure_threads\n"
+        "assert configure_threads(None)\n"
+        "tf.constant(1.0) + 1.0\n"
+        "pools = (tf.config.threading.get_inter_op_parallelism_threads(),\n"
+        "         tf.config.threading.get_intra_op_parallelism_threads())\n"
+        "assert pools == (2, max(1, available_cores() // 2)), pools\n"
+        "assert configure_threads(None)\n"  # the same sizes again: allowed once started
+        "assert not configure_threads(available_cores() + 1)\n"  # other sizes: kept
+        "assert tf.config.threading.get_intra_op_parallelism_threads() == pools[1]\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -118,6 +118,10 @@ class TrainConfig:
     refit: str = "auto"
     validation_max_users: int = 5000  # users sampled for validation recall (bounds its cost)
     strategy: str = "auto"  # tf.distribute strategy
+    # TensorFlow's CPU pools (train/threads.py): None = two ops at once on half the cores each,
+    # measured 7-13% faster per step than TensorFlow's default on 2 cores, same results;
+    # 0 = TensorFlow's default (every core for each op); k = k threads for each op.
+    intra_op_threads: int | None = None
     tensorboard: bool = True
 
 
@@ -362,6 +366,11 @@ def validate(config: Config) -> None:
     )
     validate_loss_weights(t.retrieval_weight, t.rating_weight)
     _check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
+    _check(
+        t.intra_op_threads is None or t.intra_op_threads >= 0,
+        f"train.intra_op_threads must be >= 0 (0: TensorFlow's default) or none, got "
+        f"{t.intra_op_threads}",
+    )
     _check(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
     _check(t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate}")
     _check(t.optimizer in OPTIMIZERS, f"train.optimizer must be one of {OPTIMIZERS}")

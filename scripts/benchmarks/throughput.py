@@ -25,6 +25,7 @@ from tfrs_movies.data.prepare import prepare_data
 from tfrs_movies.data.schema import Ratings
 from tfrs_movies.log import Log, print_line, silent
 from tfrs_movies.train.fit import build_model, fit_model, make_optimizer, seed_everything
+from tfrs_movies.train.threads import configure_threads
 
 TUTORIAL_OVERRIDES = (
     "model.embedding_dim=32",
@@ -191,6 +192,8 @@ def run_training_benchmark(
         "config"}``.
     """
     config = load_benchmark_config(preset, data, epochs, overrides)
+    # As train_and_evaluate does, before TensorFlow starts: the tutorial shares the pools.
+    configure_threads(config.train.intra_op_threads)
     log(
         f"preset {preset}: data {config.data.source}; batch {config.train.batch_size}, "
         f"epochs {config.train.epochs}, negatives {config.model.retrieval_negatives}, "

@@ -36,6 +36,7 @@ from tfrs_movies.train.fit import (
     seed_everything,
 )
 from tfrs_movies.train.hparams import hparams_metrics, write_hparams
+from tfrs_movies.train.threads import configure_threads
 
 # train.refit = "auto" refits when the validation carve holds at least this share of the
 # training ratings: a smaller carve adds too little data to pay for a second training.
@@ -217,6 +218,8 @@ def train_and_evaluate(
         return RunResult(run_dir, json.loads(RunPaths(run_dir).metrics.read_text()), config)
     if resume:
         _check_resumable(partial, run_dir, config)
+    # Before the strategy: the CPU pools can only be sized before TensorFlow starts.
+    configure_threads(config.train.intra_op_threads)
     strategy = distributed.make_strategy(config.train.strategy)
     chief = distributed.is_chief(strategy)  # only the chief writes the run directory
     if not resume and partial.exists() and chief:  # check_workdir allowed it: overwrite
