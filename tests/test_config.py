@@ -46,6 +46,7 @@ def test_saved_config_loads_back_identically(tmp_path: Path):
         ("train.epoch_average_decay=-0.1", r"train\.epoch_average_decay must be in"),
         ("train.epoch_average_decay=nan", r"train\.epoch_average_decay must be in"),
         ("train.intra_op_threads=-1", r"train\.intra_op_threads must be >= 0"),
+        ("model.catalogue_scores_dtype=float16", r"model\.catalogue_scores_dtype must be one of"),
         ("epochs=3", r"section\.key=value"),
     ],
 )

@@ -11,7 +11,7 @@ from tfrs_movies.errors import ConfigError
 tf = pytest.importorskip("tensorflow")
 
 from tfrs_movies.data.features import FeatureTables, release_year, title_words  # noqa: E402
-from tfrs_movies.model import CatalogueRetrieval, MovieLensModel  # noqa: E402
+from tfrs_movies.model import CatalogueRetrieval, MovieLensModel, multitask  # noqa: E402
 from tfrs_movies.model.heads import StatelessDropout  # noqa: E402
 from tfrs_movies.model.penalties import count_weights, inverse_presence  # noqa: E402
 from tfrs_movies.model.tasks import log_sum_exp  # noqa: E402
@@ -53,6 +53,8 @@ def _model(
         embedding_l2=0.0,
         temperature=0.5,
         retrieval_negatives=negatives,
+        # The hand-computed references are float32; bfloat16 products have their own test.
+        catalogue_scores_dtype="float32",
     )
     tf.keras.utils.set_random_seed(1)
     frequencies = np.array([0, 5, 1, 1, 2, 3, 1])
@@ -168,6 +170,64 @@ def test_distinct_query_catalogue_loss_equals_the_one_hot_loss_and_its_gradients
             rtol=1e-5,
             atol=1e-6,
         )
+
+
+@pytest.mark.parametrize("query_rows", [None, [0, 2, 0, 1, 2, 2]], ids=["per_example", "distinct"])
+def test_bfloat16_catalogue_scores_give_the_float32_loss_and_gradients_within_rounding(
+    query_rows,
+):
+    # The shapes and scales of a trained ml-100k model: dim 64, temperature 0.1, logits ~ +-20.
+    rng = np.random.default_rng(5)
+    queries = tf.constant(rng.normal(scale=0.35, size=(3, 64)), tf.float32)
+    catalogue = tf.constant(rng.normal(scale=0.35, size=(50, 64)), tf.float32)
+    positive_rows = tf.constant([6, 0, 3, 3, 1, 49])
+    rows = tf.constant([0, 2, 0, 1, 2, 2])
+    if query_rows is None:
+        queries = tf.gather(queries, rows)
+    else:
+        query_rows = tf.constant(query_rows)
+    losses, gradients = {}, {}
+    for dtype in ("float32", "bfloat16"):
+        task = CatalogueRetrieval(temperature=0.1, scores_dtype=dtype)
+        with tf.GradientTape() as tape:
+            tape.watch([queries, catalogue])
+            loss = task.catalogue_loss(queries, catalogue, positive_rows, query_rows=query_rows)
+        losses[dtype] = float(loss)
+        gradients[dtype] = [
+            tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, [queries, catalogue])
+        ]
+    assert losses["bfloat16"] != losses["float32"]  # the setting takes effect
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=5e-3)
+    for ours, reference in zip(gradients["bfloat16"], gradients["float32"], strict=True):
+        cosine = np.sum(ours * reference) / np.linalg.norm(ours) / np.linalg.norm(reference)
+        assert cosine > 0.9999
+        np.testing.assert_allclose(ours, reference, atol=0.02 * np.abs(reference).max())
+
+
+@pytest.mark.parametrize(
+    ("configured", "negatives", "native", "expected"),
+    [
+        ("auto", "catalogue", True, "bfloat16"),
+        ("auto", "catalogue", False, "float32"),
+        ("auto", "in_batch", True, "float32"),  # the in-batch softmax is not switched
+        ("float32", "catalogue", True, "float32"),
+        ("bfloat16", "catalogue", False, "bfloat16"),
+    ],
+)
+def test_catalogue_scores_dtype_auto_is_bfloat16_where_the_cpu_multiplies_it(
+    monkeypatch, configured, negatives, native, expected
+):
+    monkeypatch.setattr(multitask, "native_bfloat16", lambda: native)
+    config = ModelConfig(
+        embedding_dim=3,
+        rating_hidden_units=(4,),
+        retrieval_negatives=negatives,
+        catalogue_scores_dtype=configured,
+    )
+    model = MovieLensModel(
+        NUM_USERS, NUM_MOVIES, _tables(), 3.5, np.ones(NUM_MOVIES + 1), config, seed=0
+    )
+    assert model.retrieval_task.scores_dtype.name == expected
 
 
 def test_log_sum_exp_and_its_gradient_equal_tensorflow_s_composite():

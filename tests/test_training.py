@@ -22,6 +22,7 @@ from tfrs_movies.evaluation.model import HEADLINE_METRICS as HEADLINE  # noqa: E
 from tfrs_movies.train import train_and_evaluate  # noqa: E402
 from tfrs_movies.train.callbacks import (  # noqa: E402
     EpochAverage,
+    EpochTensorBoard,
     StepProgress,
     TrainingWeightsBack,
 )
@@ -313,6 +314,30 @@ def test_epoch_average_is_the_exponential_average_and_training_goes_on_from_its_
         assert after.val_losses[-1] == pytest.approx(expected_loss, rel=1e-5)
 
 
+def test_epoch_tensorboard_writes_each_epoch_s_scalars_and_nothing_per_batch(tmp_path: Path):
+    x, y = _toy_data()
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.05), loss="mse")
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=2,
+        validation_data=(x, y),
+        callbacks=[EpochTensorBoard(str(tmp_path))],
+        verbose=0,
+    )
+    for run in ("train", "validation"):
+        steps: dict[str, list[int]] = {}
+        for path in (tmp_path / run).glob("events.out.tfevents.*"):
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                for value in event.summary.value:
+                    steps.setdefault(value.tag, []).append(event.step)
+        assert steps["epoch_loss"] == [0, 1]  # Keras' standard tags, one value per epoch
+        assert not [tag for tag in steps if tag.startswith("batch_")]
+    assert not list((tmp_path / "train").glob("*.profile-empty"))  # no profile either
+
+
 def test_step_progress_logs_step_rate_and_eta_and_stays_quiet_in_short_epochs():
     lines: list[str] = []
     progress = StepProgress(steps_per_epoch=4, batch_size=100, epochs=2, log=lines.append)
@@ -338,7 +363,8 @@ def test_configure_threads_sizes_a_fresh_process_s_pools_and_keeps_a_started_one
     # A fresh interpreter: TensorFlow has not started, so the pools take the default setting.
     code = (
         "import tensorflow as tf\n"
-        "from tfrs_movies.train.threads import available_cores, configure_threads\n"
+        "from tfrs_movies.hardware import available_cores\n"
+        "from tfrs_movies.train.threads import configure_threads\n"
         "assert configure_threads(None)\n"
         "tf.constant(1.0) + 1.0\n"
         "pools = (tf.config.threading.get_inter_op_parallelism_threads(),\n"

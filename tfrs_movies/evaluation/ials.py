@@ -14,7 +14,6 @@ load for their tables, and the import alone takes about 0.5 s here.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +23,7 @@ import threadpoolctl
 from tfrs_movies.data.schema import Ratings
 from tfrs_movies.evaluation.selection import GridChoice, choose_and_refit, grid_search
 from tfrs_movies.evaluation.user_items import UserItems
+from tfrs_movies.hardware import available_cores
 from tfrs_movies.log import Log, silent
 
 # The validation grid of every run up to IALS_SEARCH_MAX_RATINGS: 18 fits. With regularization
@@ -51,7 +51,7 @@ IALS_THREADED_MIN_RATINGS = 1_000_000
 def search_workers() -> int:
     """Grid points fitted at once: one per core (each search fit is single-threaded, as the
     search stops at :data:`IALS_SEARCH_MAX_RATINGS` fit ratings)."""
-    return os.cpu_count() or 1
+    return available_cores()
 
 
 class IALS:

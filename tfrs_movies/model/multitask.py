@@ -21,6 +21,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_movies.config import ModelConfig, validate_loss_weights
 from tfrs_movies.data.features import FeatureTables
+from tfrs_movies.hardware import native_bfloat16
 from tfrs_movies.model.heads import RatingHead
 from tfrs_movies.model.penalties import count_weights, inverse_presence
 from tfrs_movies.model.tasks import CatalogueRetrieval
@@ -28,6 +29,17 @@ from tfrs_movies.model.towers import MovieTower, UserTower
 
 # model.ensemble_size when unset: members with the catalogue softmax (small catalogues).
 CATALOGUE_ENSEMBLE_SIZE = 4
+
+
+def catalogue_scores_dtype(config: ModelConfig, negatives: str) -> str:
+    """The number type of the catalogue softmax's score product: ``config.catalogue_scores_dtype``,
+    or for ``"auto"``, ``"bfloat16"`` when ``negatives == "catalogue"``, the CPU multiplies
+    bfloat16 in hardware (:func:`tfrs_movies.hardware.native_bfloat16`) and no GPU is visible
+    (not measured there), else ``"float32"``."""
+    if config.catalogue_scores_dtype != "auto":
+        return config.catalogue_scores_dtype
+    native = negatives == "catalogue" and native_bfloat16()
+    return "bfloat16" if native and not tf.config.list_physical_devices("GPU") else "float32"
 
 
 def ensemble_size(config: ModelConfig, negatives: str) -> int:
@@ -122,6 +134,7 @@ class MovieLensModel(tfrs.models.Model):
         self.retrieval_task = CatalogueRetrieval(
             # The default loss: a summed softmax cross-entropy from logits.
             temperature=config.temperature,
+            scores_dtype=catalogue_scores_dtype(config, negatives),
             remove_accidental_hits=negatives == "in_batch",
             name="retrieval",
         )

@@ -51,6 +51,9 @@ class CatalogueRetrieval(tfrs.tasks.Retrieval):
             in-batch call and :meth:`catalogue_loss` use it. Default: TFRS's, a summed
             categorical cross-entropy from logits.
         temperature: logits are divided by it (None: not at all).
+        scores_dtype: the number type :meth:`catalogue_loss` multiplies queries and catalogue
+            in: ``"float32"``, or ``"bfloat16"`` (both rounded to bfloat16, the products summed
+            in float32 and the scores rounded to bfloat16; the softmax is float32 either way).
         **kwargs: the other arguments of ``tfrs.tasks.Retrieval``.
     """
 
@@ -58,6 +61,7 @@ class CatalogueRetrieval(tfrs.tasks.Retrieval):
         self,
         loss: tf.keras.losses.Loss | None = None,
         temperature: float | None = None,
+        scores_dtype: str = "float32",
         **kwargs,
     ):
         self.default_loss = loss is None
@@ -70,6 +74,7 @@ class CatalogueRetrieval(tfrs.tasks.Retrieval):
         # keeps its own references to the same configured values.
         self.configured_loss = loss
         self.temperature = temperature
+        self.scores_dtype = tf.dtypes.as_dtype(scores_dtype)
 
     def catalogue_loss(
         self, query_embeddings, catalogue_embeddings, positive_rows, query_rows=None
@@ -100,7 +105,12 @@ class CatalogueRetrieval(tfrs.tasks.Retrieval):
             # (q / t) . c = (q . c) / t: the division costs a pass over the (batch, catalogue)
             # scores, forward and backward, and one over the queries here.
             query_embeddings = query_embeddings / self.temperature
-        scores = tf.linalg.matmul(query_embeddings, catalogue_embeddings, transpose_b=True)
+        scores = tf.linalg.matmul(
+            tf.cast(query_embeddings, self.scores_dtype),
+            tf.cast(catalogue_embeddings, self.scores_dtype),
+            transpose_b=True,
+        )
+        scores = tf.cast(scores, tf.float32)
         if query_rows is None:
             labels = tf.one_hot(positive_rows, tf.shape(scores)[1], dtype=scores.dtype)
             loss = self.configured_loss(y_true=labels, y_pred=scores)

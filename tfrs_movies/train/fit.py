@@ -26,6 +26,7 @@ from tfrs_movies.model.multitask import MovieLensModel
 from tfrs_movies.train.callbacks import (
     BestEpoch,
     EpochAverage,
+    EpochTensorBoard,
     ProgressLine,
     RunState,
     StepProgress,
@@ -287,7 +288,7 @@ def fit_model(
         *callbacks,
     ]
     if tensorboard_dir is not None:
-        callbacks.append(tf.keras.callbacks.TensorBoard(str(tensorboard_dir), profile_batch=0))
+        callbacks.append(EpochTensorBoard(str(tensorboard_dir)))
 
     start = int(state.epochs_done.numpy())
     if start < t.epochs and not best.should_stop(start, has_validation):

@@ -273,6 +273,8 @@ def train_and_evaluate(
         model = _unreplicated_best(prepared, config, RunPaths(partial).checkpoints / phase)
     metrics = evaluate_model(model, prepared, config, log=log, selection=selection)
     metrics["training"] = _training_metrics(fit, refit)
+    # "auto" resolves by the machine's CPU: which one this run's softmax products used.
+    metrics["training"]["catalogue_scores_dtype"] = model.retrieval_task.scores_dtype.name
     if config.train.tensorboard:
         write_hparams(RunPaths(partial).tensorboard, config, hparams_metrics(metrics))
     export.export_run(model, prepared, config, metrics, partial, log=log)

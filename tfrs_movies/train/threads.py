@@ -13,19 +13,12 @@ run TensorFlow (a test session, a notebook that trained before) keeps the pools 
 
 from __future__ import annotations
 
-import os
-
 import tensorflow as tf
+
+from tfrs_movies.hardware import available_cores
 
 # Ops run at once under the default (None): the step's two chains.
 CONCURRENT_OPS = 2
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS reports one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def thread_pools(intra_op_threads: int | None, cores: int) -> tuple[int, int] | None:
