@@ -121,6 +121,7 @@ class CatalogueRetrieval(tfrs.tasks.Retrieval):
                     "pass one query per example for any other loss"
                 )
             # sum_i [logsumexp_j s(q_i, c_j) - s(q_i, c_{y_i})], each logsumexp once per query.
+            # The positives' scores, one (batch, dim) product, stay float32 in every scores_dtype.
             log_normalizers = log_sum_exp(scores)
             positive_scores = tf.reduce_sum(
                 tf.gather(query_embeddings, query_rows, axis=-2)
