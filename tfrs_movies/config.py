@@ -88,8 +88,8 @@ class ModelConfig:
     retrieval_negatives: str = "auto"
     catalogue_softmax_max_movies: int = 20_000  # "auto" switches to in_batch above this
     # The number type of the catalogue softmax's (users x movies) score product in training,
-    # the step's costliest op. "bfloat16": inputs rounded to 8 significant bits, float32 sums;
-    # the step 16% faster on an AMX CPU, validation and test metrics level over seeds 0-2 of
+    # the step's costliest op. "bfloat16": inputs and scores rounded to 8 significant bits
+    # (float32 sums); the step 16% faster on an AMX CPU, metrics level over seeds 0-2 of
     # both datasets (README, "Performance"). "auto": bfloat16 where the CPU multiplies it in
     # hardware (tfrs_movies.hardware), else float32. Evaluation and serving are float32.
     catalogue_scores_dtype: str = "auto"
