@@ -36,10 +36,13 @@ def test_native_bfloat16_without_a_cpuinfo_file_is_false(monkeypatch, tmp_path):
     assert native_bfloat16() is False
 
 
-def test_available_cores_is_the_affinity_when_the_os_reports_one():
+def test_available_cores_is_the_affinity_when_the_os_reports_one(monkeypatch):
     import os
 
-    cores = available_cores()
-    assert cores >= 1
-    if hasattr(os, "sched_getaffinity"):
-        assert cores == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 5, 7}, raising=False)
+    assert available_cores() == 3  # the affinity, not the machine's count
+    monkeypatch.delattr(os, "sched_getaffinity")  # as on macOS and Windows
+    assert available_cores() == 8
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # the count unknown
+    assert available_cores() == 1

@@ -20,14 +20,10 @@ tf = pytest.importorskip("tensorflow")
 
 from tfrs_movies.evaluation.model import HEADLINE_METRICS as HEADLINE  # noqa: E402
 from tfrs_movies.train import train_and_evaluate  # noqa: E402
-from tfrs_movies.train.callbacks import (  # noqa: E402
-    EpochAverage,
-    EpochTensorBoard,
-    StepProgress,
-    TrainingWeightsBack,
-)
+from tfrs_movies.train.callbacks import EpochAverage, TrainingWeightsBack  # noqa: E402
 from tfrs_movies.train.fit import epoch_order, epochs_dataset  # noqa: E402
 from tfrs_movies.train.optimizers import LazyAdam  # noqa: E402
+from tfrs_movies.train.reporting import EpochTensorBoard, StepProgress  # noqa: E402
 from tfrs_movies.train.threads import thread_pools  # noqa: E402
 
 
@@ -314,7 +310,20 @@ def test_epoch_average_is_the_exponential_average_and_training_goes_on_from_its_
         assert after.val_losses[-1] == pytest.approx(expected_loss, rel=1e-5)
 
 
-def test_epoch_tensorboard_writes_each_epoch_s_scalars_and_nothing_per_batch(tmp_path: Path):
+def test_epoch_tensorboard_writes_each_epoch_s_scalars_and_nothing_per_batch(
+    tmp_path: Path, monkeypatch
+):
+    # Keras' own callback passes every batch's logs to tf.summary.scalar: the cost removed.
+    # (tf_keras calls it through tensorflow.compat.v2, a module object of its own.)
+    summary = tf.compat.v2.summary
+    scalar_names: list[str] = []
+    scalar = summary.scalar
+
+    def counted_scalar(name, *args, **kwargs):
+        scalar_names.append(name)
+        return scalar(name, *args, **kwargs)
+
+    monkeypatch.setattr(summary, "scalar", counted_scalar)
     x, y = _toy_data()
     model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
     model.compile(optimizer=tf.keras.optimizers.SGD(0.05), loss="mse")
@@ -324,7 +333,11 @@ def test_epoch_tensorboard_writes_each_epoch_s_scalars_and_nothing_per_batch(tmp
         batch_size=16,
         epochs=2,
         validation_data=(x, y),
-        callbacks=[EpochTensorBoard(str(tmp_path))],
+        # fit_model's StepProgress has batch hooks, so Keras calls every callback's.
+        callbacks=[
+            StepProgress(steps_per_epoch=4, batch_size=16, epochs=2, log=_quiet),
+            EpochTensorBoard(str(tmp_path)),
+        ],
         verbose=0,
     )
     for run in ("train", "validation"):
@@ -335,6 +348,7 @@ def test_epoch_tensorboard_writes_each_epoch_s_scalars_and_nothing_per_batch(tmp
                     steps.setdefault(value.tag, []).append(event.step)
         assert steps["epoch_loss"] == [0, 1]  # Keras' standard tags, one value per epoch
         assert not [tag for tag in steps if tag.startswith("batch_")]
+    assert scalar_names and not [name for name in scalar_names if name.startswith("batch_")]
     assert not list((tmp_path / "train").glob("*.profile-empty"))  # no profile either
 
 

@@ -2,11 +2,12 @@
 
 ``fit_model`` runs a single ``model.fit`` over a stream of epochs whose shuffles are a function
 of (seed, epoch) only (:func:`epoch_order`), with Keras' own validation pass and the callbacks
-of :mod:`tfrs_movies.train.callbacks`: validation Recall@10, early stopping with the best
-weights restored, a checkpoint of the whole run state after every epoch, a progress line, and
-TensorBoard. Together with the rating head's stateless dropout (a function of seed and step),
-this makes a run resumed from any epoch's checkpoint end exactly where an uninterrupted run
-ends, and two runs with the same seed identical.
+of :mod:`tfrs_movies.train.callbacks` (validation Recall@10, early stopping with the best
+weights restored, a checkpoint of the whole run state after every epoch, a progress line) and
+:mod:`tfrs_movies.train.reporting` (progress within long epochs, TensorBoard). Together with
+the rating head's stateless dropout (a function of seed and step), this makes a run resumed
+from any epoch's checkpoint end exactly where an uninterrupted run ends, and two runs with the
+same seed identical.
 """
 
 from __future__ import annotations
@@ -26,14 +27,13 @@ from tfrs_movies.model.multitask import MovieLensModel
 from tfrs_movies.train.callbacks import (
     BestEpoch,
     EpochAverage,
-    EpochTensorBoard,
     ProgressLine,
     RunState,
-    StepProgress,
     TrainingWeightsBack,
     ValidationMetrics,
 )
 from tfrs_movies.train.optimizers import LazyAdam
+from tfrs_movies.train.reporting import EpochTensorBoard, StepProgress
 
 VALIDATION_BATCH_SIZE = 8192  # validation has no gradients: large batches, few steps
 
