@@ -7,7 +7,10 @@ import json
 import math
 import os
 import pathlib
+import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -35,6 +38,7 @@ from tfrs_movies.evaluation import (
     topn_metrics_from_lists,
 )
 from tfrs_movies.evaluation.pipeline import RERANK_WEIGHTS, evaluate_pipeline
+from tfrs_movies.evaluation.run_baselines import BaselineProcess
 from tfrs_movies.evaluation.selection import grid_search
 from tfrs_movies.log import silent
 
@@ -489,6 +493,80 @@ def test_evaluate_baselines_keys_on_planted_data(monkeypatch):
     assert got["ease"]["params"]["l2"] in baselines.EASE_GRID["l2"]
     assert got["ease"]["validation"]["grid_points"] == len(baselines.EASE_GRID["l2"])
     assert [line for line in lines if line.startswith("baseline ease: l2 ")]
+
+
+def _without_timings(lines: list[str]) -> list[str]:
+    return [re.sub(r" in \d+\.\ds", "", line) for line in lines]
+
+
+def test_baseline_process_returns_what_evaluate_baselines_returns_in_process():
+    train, test = planted_ratings(4)
+    fit, validation = fit_validation(train)
+    arguments = {"ks": (5, 20), "seed": 1, "ndcg_k": 5, "fit": fit, "validation": validation}
+    here: list[str] = []
+    expected = evaluate_baselines(train, test, log=here.append, **arguments)
+    child: list[str] = []
+    with BaselineProcess(train, test, **arguments) as process:
+        got = process.result(child.append)
+    names = {"most_popular", "ease", "ials", "biased_mf", "bias_only", "global_mean"}
+    assert set(got) == set(expected) == names
+    for name, metrics in expected.items():
+        assert set(got[name]) == set(metrics), name
+        for key, value in metrics.items():
+            if isinstance(value, float):  # another process: equal up to rounding
+                assert got[name][key] == pytest.approx(value, rel=1e-9, abs=1e-12), (name, key)
+            else:  # counts, the chosen hyperparameters
+                assert got[name][key] == value, (name, key)
+    assert "ndcg@5" in got["ease"]  # ndcg_k reached the child
+    # The child's progress lines, replayed in its order, then how long it took.
+    assert _without_timings(child[:-1]) == _without_timings(here)
+    assert child[-1].startswith("baselines: fitted in a background process in ")
+
+
+def test_baseline_process_that_fails_is_reported_and_the_baselines_fitted_here():
+    train, test = planted_ratings(4)
+    process = BaselineProcess(train, test, ks=(5,))
+    process._process.kill()  # as the kernel's out-of-memory killer would
+    lines: list[str] = []
+    got = process.result(lines.append)
+    assert lines[0].startswith("baselines: the background process failed (exit status -9)")
+    assert got["most_popular"] == evaluate_baselines(train, test, ks=(5,))["most_popular"]
+    process.close()  # closing twice is harmless
+
+
+def test_baseline_process_imports_the_parent_s_package_not_one_in_the_current_directory(
+    tmp_path, monkeypatch
+):
+    # `python -c` puts the current directory first on the child's path; a repository's root
+    # holds a tfrs_movies of its own (here one that cannot be imported).
+    (tmp_path / "tfrs_movies").mkdir()
+    (tmp_path / "tfrs_movies" / "__init__.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.chdir(tmp_path)
+    train, test = planted_ratings(4)
+    lines: list[str] = []
+    with BaselineProcess(train, test, ks=(5,)) as process:
+        process.result(lines.append)
+    assert not [line for line in lines if "failed" in line], lines
+    assert lines[-1].startswith("baselines: fitted in a background process in ")
+
+
+def test_baseline_process_is_stopped_on_close_and_the_child_never_loads_tensorflow():
+    train, test = planted_ratings(4)
+    with BaselineProcess(train, test, ks=(5,)) as process:
+        child = process._process
+    assert child.returncode is not None  # stopped, not left running
+    imports = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; import tfrs_movies.evaluation.run_baselines; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imports.stdout.strip() == "[]"
 
 
 def test_evaluate_baselines_skips_ease_and_mf_on_large_data_with_a_line(monkeypatch):

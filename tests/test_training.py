@@ -144,13 +144,29 @@ def test_refit_setting_and_the_auto_rule(refit, validation_fraction, refits):
     assert run_refits(prepare_data(config, log=_quiet), config) is refits
 
 
-def test_no_refit_keeps_the_early_stopped_model(tmp_path: Path):
-    config = load_config(None, [*TINY_OVERRIDES, "train.refit=never"])
-    result = train_and_evaluate(config, tmp_path / "run", log=_quiet)
+def test_no_refit_keeps_the_early_stopped_model_and_background_baselines_match_in_process(
+    tmp_path: Path,
+):
+    config = load_config(None, [*TINY_OVERRIDES, "train.refit=never", "eval.baselines=true"])
+    assert config.eval.baselines_in_background  # the default
+    lines: list[str] = []
+    result = train_and_evaluate(config, tmp_path / "run", log=lines.append)
     assert result.metrics["training"]["refit"] is None
     assert result.metrics["protocol"]["model_fitted_on"] == (
         "the training split minus the validation carve"
     )
+    # Without a refit the run's data is the data its baselines were chosen and fitted on.
+    from tfrs_movies.evaluation.run_baselines import evaluate_run_baselines
+
+    here = evaluate_run_baselines(result.prepared, config)
+    written = json.loads((result.run_dir / "metrics.json").read_text())["baselines"]
+    assert set(written) == set(here) >= {"most_popular", "ease", "ials", "biased_mf"}
+    for name, metrics in here.items():
+        for key in ("recall@10", "ndcg@10", "rmse"):
+            if key in metrics:
+                assert written[name][key] == pytest.approx(metrics[key], rel=1e-9), (name, key)
+    assert written["ials"]["params"] == here["ials"]["params"]
+    assert any(line.startswith("baselines: fitted in a background process in ") for line in lines)
 
 
 def test_existing_run_directory_is_not_overwritten_silently(tiny_run: Path):

@@ -151,6 +151,10 @@ class EvalConfig:
     recall_ks: tuple[int, ...] = (10, 100)
     ndcg_k: int = 10
     baselines: bool = True  # most-popular, biased MF, EASE on the same split
+    # Fit them in a child process at the lowest CPU priority while the model trains, on the CPU
+    # time training leaves idle (same results; evaluation/run_baselines.py); False: in the
+    # run's process, after the export.
+    baselines_in_background: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

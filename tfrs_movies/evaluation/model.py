@@ -1,8 +1,9 @@
 """Evaluation of a trained model on the test split, as DESIGN's protocol says, and its summary.
 
 :func:`evaluate_model` computes the TFRS factorized top-K accuracy, the per-user top-N metrics
-(seen movies excluded) and RMSE/MAE, beside the baselines; :func:`protocol` names what every
-number refers to; :func:`format_metrics` prints the headline table.
+(seen movies excluded) and RMSE/MAE; :func:`protocol` names what every number refers to;
+:func:`format_metrics` prints the headline table, the model beside the baselines of
+:mod:`~tfrs_movies.evaluation.run_baselines`.
 
 TensorFlow is imported inside the functions that need it: ``tfrs-movies evaluate`` and
 ``compare`` import :func:`format_metrics` and :data:`HEADLINE_METRICS` and would otherwise wait
@@ -18,7 +19,6 @@ import numpy as np
 
 from tfrs_movies.config import Config
 from tfrs_movies.data.prepare import PreparedData
-from tfrs_movies.evaluation.baseline_suite import evaluate_baselines
 from tfrs_movies.evaluation.metrics import (
     PROGRESS_SECONDS,
     ScoreFn,
@@ -109,22 +109,18 @@ def evaluate_model(
     prepared: PreparedData,
     config: Config,
     log: Log = print_line,
-    selection: PreparedData | None = None,
 ) -> dict[str, Any]:
-    """Evaluates the model (and baselines) on the test split as DESIGN's protocol says.
+    """Evaluates the model on the test split as DESIGN's protocol says.
 
     Args:
         model: the trained multitask model.
         prepared: the data it was trained on (``train`` is what "seen" means).
-        config: the run's config (``eval`` section: cut-offs, whether to run baselines).
+        config: the run's config (``eval`` section: cut-offs).
         log: receives progress lines and the headline table.
-        selection: the data whose ``fit`` and ``validation`` parts choose the baselines'
-            hyperparameters (iALS); default ``prepared``. A refitted model's ``prepared`` has
-            no validation part; the run passes the data it chose its epoch count on.
 
     Returns:
-        ``{"protocol": ..., "model": {metric: value}, "baselines": {name: {metric: value}}}``
-        (``baselines`` only when ``config.eval.baselines``).
+        ``{"protocol": ..., "model": {metric: value}}``; a run adds ``"baselines"`` (see
+        :func:`~tfrs_movies.evaluation.run_baselines.evaluate_run_baselines`).
     """
     import tensorflow as tf
     import tensorflow_recommenders as tfrs
@@ -189,19 +185,6 @@ def evaluate_model(
     )
     metrics: dict[str, Any] = {"protocol": protocol(prepared, config), "model": results}
     log(f"evaluated model in {time.perf_counter() - started:.1f}s")
-    if e.baselines:
-        started = time.perf_counter()
-        metrics["baselines"] = evaluate_baselines(
-            prepared.train,
-            prepared.test,
-            ks=e.recall_ks,
-            seed=config.train.seed,
-            log=log,
-            fit=(selection or prepared).fit,
-            validation=(selection or prepared).validation,
-        )
-        log(f"evaluated baselines in {time.perf_counter() - started:.1f}s")
-    log(format_metrics(metrics))
     return metrics
 
 

@@ -9,6 +9,7 @@ renamed into place only when complete (see :mod:`tfrs_movies.rundir`). The expor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -23,7 +24,12 @@ from tfrs_movies.config import Config, config_differences, save_config
 from tfrs_movies.data.prepare import PreparedData, prepare_data, refit_data
 from tfrs_movies.data.schema import Ratings
 from tfrs_movies.errors import ArtifactError, ConfigError, TfrsMoviesError
-from tfrs_movies.evaluation.model import evaluate_model
+from tfrs_movies.evaluation.model import evaluate_model, format_metrics
+from tfrs_movies.evaluation.run_baselines import (
+    BaselineProcess,
+    baseline_arguments,
+    evaluate_run_baselines,
+)
 from tfrs_movies.log import Log, print_line
 from tfrs_movies.model.multitask import MovieLensModel
 from tfrs_movies.rundir import RunPaths, check_workdir, finalize_run, is_run
@@ -156,6 +162,67 @@ def refits(prepared: PreparedData, config: Config) -> bool:
     return config.train.refit == "always" or carve >= REFIT_MIN_SHARE * prepared.train.num_ratings
 
 
+def _fit_and_refit(
+    work: Path,
+    created: bool,
+    strategy: tf.distribute.Strategy,
+    prepared: PreparedData,
+    config: Config,
+    checkpoints: Path,
+    log: Log,
+) -> tuple[MovieLensModel, FitResult, FitResult | None, PreparedData, str]:
+    """Fits on the validation carve's remainder, then refits on the whole training split.
+
+    The refit (when :func:`refits`) trains a fresh model, same seed, for the best validation
+    epoch count.
+
+    Returns:
+        (final model, first fit, refit or None, the data the final model was fitted on,
+        its checkpoint phase: "refit" or "").
+    """
+    model, fit = _fit_in(work, created, strategy, prepared, config, checkpoints, log)
+    if not refits(prepared, config):
+        return model, fit, None, prepared, ""
+    # The epoch count was chosen on the validation carve; the final model trains on all of
+    # the training split for that many epochs, from scratch (same seed).
+    prepared, phase = refit_data(prepared), "refit"
+    log(
+        f"refit: a new model on all {prepared.fit.num_ratings:,} training ratings for "
+        f"{fit.best_epoch} epochs (the best validation epoch)"
+    )
+    refit_config = config.replace(train=dataclasses.replace(config.train, epochs=fit.best_epoch))
+    model, refit = _fit_in(
+        work,
+        False,
+        strategy,
+        prepared,
+        refit_config,
+        checkpoints,
+        lambda message: log(f"refit {message}"),
+        phase=phase,
+    )
+    return model, fit, refit, prepared, phase
+
+
+def _background_baselines(
+    selection: PreparedData, config: Config, chief: bool, log: Log
+) -> contextlib.AbstractContextManager[BaselineProcess | None]:
+    """The baselines, started in a background process when the run fits them there.
+
+    Started before the first epoch: the child runs on what training leaves idle (a core while
+    TensorFlow traces, evaluates and exports; a tenth of both during the steps), and is done
+    before the export on ml-100k (README, "Performance"). Only the chief evaluates.
+
+    Args:
+        selection: the data the epoch count is chosen on (see
+            :func:`~tfrs_movies.evaluation.run_baselines.baseline_arguments`).
+    """
+    if not (chief and config.eval.baselines and config.eval.baselines_in_background):
+        return contextlib.nullcontext()
+    log("baselines: fitting in a background process, at the lowest CPU priority")
+    return BaselineProcess(**baseline_arguments(selection, config))
+
+
 def _training_metrics(fit: FitResult, refit: FitResult | None) -> dict[str, Any]:
     metrics = {
         "epochs_run": fit.epochs_run,
@@ -235,49 +302,32 @@ def train_and_evaluate(
     created = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
     save_config(config, RunPaths(work).config)
-    model, fit = _fit_in(
-        work, created, strategy, prepared, config, RunPaths(partial).checkpoints, log
-    )
-    selection, refit, phase = prepared, None, ""
-    if refits(prepared, config):
-        # The epoch count was chosen on the validation carve; the final model trains on all of
-        # the training split for that many epochs, from scratch (same seed).
-        prepared, phase = refit_data(prepared), "refit"
-        log(
-            f"refit: a new model on all {prepared.fit.num_ratings:,} training ratings for "
-            f"{fit.best_epoch} epochs (the best validation epoch)"
+    selection = prepared  # the data the epoch count is chosen on
+    with _background_baselines(selection, config, chief, log) as baselines:
+        model, fit, refit, prepared, phase = _fit_and_refit(
+            work, created, strategy, prepared, config, RunPaths(partial).checkpoints, log
         )
-        refit_config = config.replace(
-            train=dataclasses.replace(config.train, epochs=fit.best_epoch)
-        )
-        model, refit = _fit_in(
-            work,
-            False,
-            strategy,
-            prepared,
-            refit_config,
-            RunPaths(partial).checkpoints,
-            lambda message: log(f"refit {message}"),
-            phase=phase,
-        )
-    # tf.distribute (issue 8): non-chief workers are done once the chief has exported; the
-    # chief evaluates and exports an unreplicated copy of the best weights (no collectives).
-    if not chief:
-        chief_ok = distributed.all_workers_ok(strategy)
-        distributed.remove_worker_dir(partial, strategy)
-        if not chief_ok:
-            raise TfrsMoviesError("the chief worker failed after training; see its log")
-        log(f"worker done; the chief writes {run_dir}")
-        return RunResult(run_dir, {}, config, prepared)
-    if distributed.is_replicated(strategy):
-        model = _unreplicated_best(prepared, config, RunPaths(partial).checkpoints / phase)
-    metrics = evaluate_model(model, prepared, config, log=log, selection=selection)
-    metrics["training"] = _training_metrics(fit, refit)
-    # "auto" resolves by the machine's CPU: which one this run's softmax products used.
-    metrics["training"]["catalogue_scores_dtype"] = model.retrieval_task.scores_dtype.name
-    if config.train.tensorboard:
-        write_hparams(RunPaths(partial).tensorboard, config, hparams_metrics(metrics))
-    export.export_run(model, prepared, config, metrics, partial, log=log)
+        # tf.distribute (issue 8): non-chief workers are done once the chief has exported; the
+        # chief evaluates and exports an unreplicated copy of the best weights (no collectives).
+        if not chief:
+            chief_ok = distributed.all_workers_ok(strategy)
+            distributed.remove_worker_dir(partial, strategy)
+            if not chief_ok:
+                raise TfrsMoviesError("the chief worker failed after training; see its log")
+            log(f"worker done; the chief writes {run_dir}")
+            return RunResult(run_dir, {}, config, prepared)
+        if distributed.is_replicated(strategy):
+            model = _unreplicated_best(prepared, config, RunPaths(partial).checkpoints / phase)
+        metrics = evaluate_model(model, prepared, config, log=log)
+        metrics["training"] = _training_metrics(fit, refit)
+        # "auto" resolves by the machine's CPU: which one this run's softmax products used.
+        metrics["training"]["catalogue_scores_dtype"] = model.retrieval_task.scores_dtype.name
+        if config.train.tensorboard:
+            write_hparams(RunPaths(partial).tensorboard, config, hparams_metrics(metrics))
+        export.export_run(model, prepared, config, metrics, partial, log=log)
+        if config.eval.baselines:
+            metrics["baselines"] = evaluate_run_baselines(selection, config, baselines, log)
+    log(format_metrics(metrics))
     metrics["training"]["total_seconds"] = round(time.perf_counter() - started, 2)
     finalize_run(partial, run_dir, metrics, overwrite=overwrite)
     distributed.all_workers_ok(strategy)  # tf.distribute (issue 8): releases the other workers
