@@ -39,8 +39,8 @@ from tfrs_movies.evaluation.baseline_suite import evaluate_baselines
 from tfrs_movies.log import Log, silent
 
 # The child's priority: Linux gives a nice-19 process about 1.5% of a core that a nice-0 process
-# also wants, and the whole core when it is idle. Not Linux's SCHED_IDLE: it measured the same
-# here (README, "Performance"), but gets no CPU time at all while other processes keep the
+# also wants, and the whole core when it is idle. Not Linux's SCHED_IDLE: it measured about the
+# same here (README, "Performance"), but gets no CPU time at all while other processes keep the
 # cores busy, and an unprivileged process cannot leave it when the run starts waiting.
 LOWEST_NICE = 19
 # Lines of the child's stderr quoted when it fails.
