@@ -116,7 +116,7 @@ def evaluate_model(
         model: the trained multitask model.
         prepared: the data it was trained on (``train`` is what "seen" means).
         config: the run's config (``eval`` section: cut-offs).
-        log: receives progress lines and the headline table.
+        log: receives progress lines.
 
     Returns:
         ``{"protocol": ..., "model": {metric: value}}``; a run adds ``"baselines"`` (see

@@ -38,10 +38,11 @@ from tfrs_movies.data.schema import Ratings
 from tfrs_movies.evaluation.baseline_suite import evaluate_baselines
 from tfrs_movies.log import Log, silent
 
-# The child's priority: Linux gives a nice-19 process about 1.5% of a core that a nice-0 process
-# also wants, and the whole core when it is idle. Not Linux's SCHED_IDLE: it measured about the
-# same here (README, "Performance"), but gets no CPU time at all while other processes keep the
-# cores busy, and an unprivileged process cannot leave it when the run starts waiting.
+# The child's priority: Linux's scheduler weights a nice-19 process at 15 against 1,024 for a
+# nice-0 one on a contended core, and gives it the whole core when it is idle. Not Linux's
+# SCHED_IDLE (weight 3): it measured about the same here (README, "Performance") but starves
+# five times more next to other busy processes, and an unprivileged process can raise neither
+# back when the run starts waiting.
 LOWEST_NICE = 19
 # Lines of the child's stderr quoted when it fails.
 STDERR_TAIL_LINES = 20
