@@ -381,6 +381,28 @@ def test_step_progress_logs_step_rate_and_eta_and_stays_quiet_in_short_epochs():
     assert "examples/s" in lines[0] and "ETA" in lines[0]
 
 
+def test_step_progress_bar_fills_by_the_pass_it_draws(capsys):
+    progress = StepProgress(
+        steps_per_epoch=10,
+        batch_size=100,
+        epochs=1,
+        log=lambda line: None,
+        validation_steps=4,
+        validation_batch_size=50,
+        bar=True,
+    )
+    progress.interval = 0.0
+    progress.on_epoch_begin(0)
+    progress.on_train_batch_end(4)  # 5 of 10 training steps: half the bar
+    assert "[" + "#" * 15 + "." * 15 + "] epoch 1/1 step 5/10 (50%)" in capsys.readouterr().out
+    progress.on_test_begin()
+    progress.on_test_batch_end(1)  # 2 of 4 validation steps: half, not a fifth
+    drawn = capsys.readouterr().out
+    assert "[" + "#" * 15 + "." * 15 + "] epoch 1/1 validation step 2/4 (50%)" in drawn
+    progress.on_test_batch_end(3)
+    assert "[" + "#" * 30 + "] epoch 1/1 validation step 4/4 (100%)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("intra_op_threads", "cores", "pools"),
     [(None, 2, (2, 1)), (None, 1, (2, 1)), (None, 16, (2, 8)), (0, 8, None), (3, 8, (0, 3))],

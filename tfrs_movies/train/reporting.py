@@ -107,7 +107,7 @@ class StepProgress(tf.keras.callbacks.Callback):
             f"ETA {eta // 60}m{eta % 60:02d}s"
         )
         if self.bar:
-            filled = 30 * done // self.steps
+            filled = min(30, 30 * done // total)  # of this pass: training or validation
             sys.stdout.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {text}\x1b[K")
             sys.stdout.flush()
             self._drawn = True
