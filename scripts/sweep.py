@@ -2,7 +2,7 @@
 
 import sys
 
-from tfrs_movies.cli import main
+from tfrs_movies.cli import console_main
 
 if __name__ == "__main__":
-    sys.exit(main(["sweep", *sys.argv[1:]]))
+    sys.exit(console_main(["sweep", *sys.argv[1:]]))

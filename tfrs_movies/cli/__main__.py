@@ -2,6 +2,6 @@
 
 import sys
 
-from tfrs_movies.cli import main
+from tfrs_movies.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())
