@@ -124,7 +124,7 @@ def build_scann(
     The same vectors and parameters give the same index, bit for bit: the k-means that trains
     its partitions starts from k-means++ centres instead of TFRS's random ones. ScaNN's random
     start is not repeatable (likely: its seeded draws come out in hash-set order): builds of
-    one run's vectors differed in 18-27% of the top-10 ids of 500 random queries, also with a
+    one run's vectors differed in 17-30% of the top-10 ids of 500 random queries, also with a
     clustering seed set and one training thread, while k-means++ starts were identical over 5
     builds in a process and 3 processes, with recall against exact search of the same spread
     (README, "Performance").
