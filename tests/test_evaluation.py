@@ -555,6 +555,8 @@ def test_baseline_process_is_stopped_on_close_and_the_child_never_loads_tensorfl
     with BaselineProcess(train, test, ks=(5,)) as process:
         child = process._process
     assert child.returncode is not None  # stopped, not left running
+    # The child imports this module and runs the baselines' numpy code, which imports nothing
+    # lazily; so what importing the module loads is what the child loads.
     imports = subprocess.run(
         [
             sys.executable,
