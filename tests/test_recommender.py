@@ -208,6 +208,34 @@ def test_numpy_rating_head_known_answer():
         NumpyRatingHead(3.0, np.zeros(2), np.zeros(3), movies, [last])
 
 
+@pytest.mark.parametrize("chunk_pairs", [1, 5, 6, 7, 10_000])
+def test_numpy_rating_head_scores_large_batches_in_chunks_with_the_same_answer(
+    monkeypatch, chunk_pairs
+):
+    """Batches above RESCORING_CHUNK_PAIRS are cut into chunks of whole queries (one query when
+    a query alone has more candidates than a chunk) and give what a plain numpy MLP over
+    ``[u, m, u * m]`` gives, every query and candidate in place."""
+    rng = np.random.default_rng(3)
+    dim, units, queries, candidates = 4, 5, 7, 3
+    movies = rng.normal(size=(6, dim)).astype(np.float32)
+    first = (rng.normal(size=(3 * dim, units)).astype(np.float32), rng.normal(size=units))
+    last = (rng.normal(size=(units, 1)).astype(np.float32), rng.normal(size=1))
+    user_bias, movie_bias = rng.normal(size=queries + 1), rng.normal(size=len(movies) + 1)
+    head = NumpyRatingHead(2.5, user_bias, movie_bias, movies, [first, last])
+    users = rng.normal(size=(queries, dim)).astype(np.float32)
+    bias_rows = rng.integers(0, queries + 1, queries)
+    movie_rows = rng.integers(0, len(movies), (queries, candidates))
+    monkeypatch.setattr(rescoring, "RESCORING_CHUNK_PAIRS", chunk_pairs)
+    got = head(bias_rows, users, movie_rows)
+    chosen = movies[movie_rows]  # (Q, C, dim)
+    both = np.broadcast_to(users[:, None, :], chosen.shape)
+    hidden = np.maximum(np.concatenate([both, chosen, both * chosen], 2) @ first[0] + first[1], 0)
+    expected = (hidden @ last[0])[..., 0] + last[1] + 2.5
+    expected += user_bias[bias_rows][:, None] + movie_bias[1:][movie_rows]
+    assert got.shape == (queries, candidates) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.fixture(params=["exported", "numpy"])
 def fold_in_path(request, recommender: Recommender):
     """The Recommender folding new people in through its SavedModel (format 2) or in numpy (as

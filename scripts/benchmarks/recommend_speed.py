@@ -120,6 +120,9 @@ def _stage_timings(
         "ranking score_candidates(1x100)": lambda: baseline.ranking_model.score_candidates(
             one, candidates
         ),
+        "rescorer.known(1x100), the numpy head": lambda: baseline.rescorer.known(
+            np.zeros(1, np.int64), np.arange(100)[None, :]
+        ),
         f"ids.astype(str) + vocabulary row lookups (1x{ids.shape[1]})": lambda: [
             baseline.catalogue.movies.row(m) for m in ids[0].astype(str)
         ],
@@ -130,9 +133,9 @@ def _stage_timings(
     big = rng.choice(users, batch)
     big_tensor = tf.constant(big.astype(str))
     scores, big_rows = baseline.retrieval_index.rows(big_tensor)
-    big_candidates = tf.constant(
-        baseline.movie_ids[rng.integers(0, len(baseline.movie_ids), (batch, 100))].astype(str)
-    )
+    big_candidate_rows = rng.integers(0, len(baseline.movie_ids), (batch, 100))
+    big_candidates = tf.constant(baseline.movie_ids[big_candidate_rows].astype(str))
+    big_user_rows = np.array([baseline.catalogue.users.row(u) for u in big])
     seen = [baseline.seen_rows(baseline.catalogue.users.row(u)) for u in big]
 
     def query_vector(i: int) -> np.ndarray:
@@ -147,6 +150,9 @@ def _stage_timings(
         f"retrieval_index.rows({batch} users)": lambda: baseline.retrieval_index.rows(big_tensor),
         f"ranking score_candidates({batch}x100)": lambda: baseline.ranking_model.score_candidates(
             big_tensor, big_candidates
+        ),
+        f"rescorer.known({batch}x100), the numpy head": lambda: baseline.rescorer.known(
+            big_user_rows, big_candidate_rows
         ),
         f"select_candidates ({batch} users)": lambda: select_candidates(
             big_rows.numpy(),

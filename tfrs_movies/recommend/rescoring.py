@@ -34,12 +34,12 @@ rating halves Recall@10, since a high predicted rating does not mean the user wo
 movie; a small weight keeps the retrieval order and lets the rating break near-ties (0.25
 measured best of 0-2)."""
 
-NUMPY_RESCORING_MAX_PAIRS = 4096
-"""Most (query, candidate) pairs re-scored in numpy per call; bigger batches go to the
-SavedModel, whose multi-threaded kernels win there (measured on ml-100k, 100 candidates per user:
-numpy 0.07 ms vs 0.52 ms for 1 user, 0.64 vs 2.3 ms for 16, 5.9 vs 6.7 ms for 64, 115 vs 51 ms
-for 1,000). With the 4-member default, its kernels multiplied block by block: 0.07 vs 1.0-1.1
-ms, 0.64-1.1 vs 3.0-3.7 ms, 5.6-6.2 vs 9.2-11 ms, and 111-113 vs 100-121 ms for 1,000."""
+RESCORING_CHUNK_PAIRS = 1024
+"""Most (query, candidate) pairs the numpy head scores at once; larger batches are cut into
+chunks of whole queries, so that the intermediate arrays stay small enough for the CPU's
+caches. Measured on ml-100k with the 4-member default, 100 candidates for each of 1,000
+users (2-core machine): 144 ms in one piece, 61-65 ms in chunks of 2,048-16,384 pairs, and
+170 ms through the SavedModel, so the numpy head serves every batch size."""
 
 
 NEW_PERSON_RERANK_WEIGHT = 1.0
@@ -131,7 +131,8 @@ class NumpyRatingHead:
     (no dropout). The first layer's movie part, ``m @ W_m + b``, is the same for every user, so
     it is computed once per movie here. A kernel that is block-diagonal (an ensemble's members
     side by side, see ``RatingHead.serving_weights``) is multiplied block by block, skipping
-    the zeros (a quarter of the work with 4 members).
+    the zeros (a quarter of the work with 4 members). Large batches are scored in chunks of
+    whole queries (:data:`RESCORING_CHUNK_PAIRS`).
 
     Args:
         global_mean: the training mean rating.
@@ -193,8 +194,24 @@ class NumpyRatingHead:
         Returns:
             (Q, C) float32 predicted ratings.
         """
-        queries, candidates = movie_rows.shape
+        movie_rows = np.asarray(movie_rows)
         users = np.asarray(user_vectors, np.float32)
+        queries, candidates = movie_rows.shape
+        if queries * candidates <= RESCORING_CHUNK_PAIRS:
+            return self._scores(np.asarray(user_bias_rows), users, movie_rows)
+        bias_rows = np.asarray(user_bias_rows)
+        ratings = np.empty((queries, candidates), np.float32)
+        step = max(1, RESCORING_CHUNK_PAIRS // max(candidates, 1))
+        for start in range(0, queries, step):
+            chunk = slice(start, start + step)
+            ratings[chunk] = self._scores(bias_rows[chunk], users[chunk], movie_rows[chunk])
+        return ratings
+
+    def _scores(
+        self, user_bias_rows: np.ndarray, users: np.ndarray, movie_rows: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`__call__` in one piece (``users`` float32)."""
+        queries, candidates = movie_rows.shape
         # Each query's parts are broadcast over its candidates as (Q, C, ...), not repeated.
         products = users[:, None, :] * self.movie_vectors[movie_rows]
         hidden = self._product_kernel.times(products.reshape(queries * candidates, -1))
@@ -206,7 +223,7 @@ class NumpyRatingHead:
             np.maximum(hidden, 0.0, out=hidden)
             hidden = kernel.times(hidden) + bias
         ratings = hidden.reshape(queries, candidates) + self._movie_offset[movie_rows]
-        return ratings + self.user_bias[np.asarray(user_bias_rows)][:, None]
+        return ratings + self.user_bias[user_bias_rows][:, None]
 
 
 def from_savedmodel(ranking_model, movie_vectors: np.ndarray) -> NumpyRatingHead:
@@ -289,8 +306,8 @@ def max_difference(
 class Rescorer:
     """Predicted ratings of candidate movies, for known users or for query vectors.
 
-    Calls the ranking SavedModel until :meth:`use_numpy` switches small batches to the numpy
-    head (after checking that it agrees with the SavedModel).
+    Calls the ranking SavedModel until :meth:`use_numpy` switches to the numpy head (after
+    checking that it agrees with the SavedModel).
 
     Args:
         ranking_model: the loaded ranking SavedModel.
@@ -343,7 +360,7 @@ class Rescorer:
 
     def known(self, user_rows: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
         """(Q, C) predicted ratings of known users (Q,) rows for candidate movie rows (Q, C)."""
-        if self.numpy_head is not None and movie_rows.size <= NUMPY_RESCORING_MAX_PAIRS:
+        if self.numpy_head is not None:
             return self.numpy_head(
                 Vocabulary.index_of_row(user_rows), self.user_vectors[user_rows], movie_rows
             )
@@ -375,7 +392,7 @@ class Rescorer:
     def vectors(self, vectors: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
         """(Q, C) predicted ratings of people given by query vectors (Q, dim), for candidate
         movie rows (Q, C), with the unknown user's rating bias."""
-        if self.numpy_head is not None and movie_rows.size <= NUMPY_RESCORING_MAX_PAIRS:
+        if self.numpy_head is not None:
             return self.numpy_head(np.full(len(vectors), OOV_INDEX), vectors, movie_rows)
         return self.ranking_model.score_vectors(
             tf.constant(vectors), tf.constant(self._id_bytes[movie_rows])
