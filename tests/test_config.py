@@ -47,6 +47,8 @@ def test_saved_config_loads_back_identically(tmp_path: Path):
         ("train.epoch_average_decay=nan", r"train\.epoch_average_decay must be in"),
         ("train.intra_op_threads=-1", r"train\.intra_op_threads must be >= 0"),
         ("model.catalogue_scores_dtype=float16", r"model\.catalogue_scores_dtype must be one of"),
+        ("model.query_dropout=1", r"model\.query_dropout must be in \[0, 1\)"),
+        ("model.query_dropout=nan", r"model\.query_dropout must be in"),
         ("epochs=3", r"section\.key=value"),
     ],
 )

@@ -40,6 +40,7 @@ def _model(
     rating_weight: float,
     use_timestamp: bool = False,
     ensemble_size: int = 1,
+    query_dropout: float = 0.0,
 ) -> MovieLensModel:
     config = ModelConfig(
         ensemble_size=ensemble_size,
@@ -50,6 +51,7 @@ def _model(
         use_demographics=False,
         rating_hidden_units=(4,),
         rating_dropout=0.0,
+        query_dropout=query_dropout,
         embedding_l2=0.0,
         temperature=0.5,
         retrieval_negatives=negatives,
@@ -275,6 +277,53 @@ def test_stateless_dropout_is_a_function_of_seed_and_step_at_the_configured_rate
         StatelessDropout(0.0, seed=7)(inputs, step=5, training=True),
     ):
         np.testing.assert_array_equal(identity.numpy(), inputs.numpy())
+
+
+@pytest.mark.parametrize("negatives", ["catalogue", "in_batch"])
+def test_query_dropout_acts_on_the_retrieval_loss_in_training_only(negatives):
+    """``model.query_dropout`` drops the free coordinates of the members' queries in the
+    retrieval loss, keeping the constant 1 that carries the retrieval bias; the mask is a
+    function of the step; the rating loss and evaluation are untouched."""
+    members = 2
+    model = _model(negatives, 1.0, 1.0, ensemble_size=members, query_dropout=0.99999)
+    model.compile(optimizer=tf.keras.optimizers.Adam())
+    evaluation = [float(x) for x in model.task_losses(BATCH)]  # builds the weights
+    biases = np.arange((NUM_MOVIES + 1) * members, dtype=np.float32).reshape(-1, members) / 10
+    model.movie_tower.bias.embeddings.assign(biases)
+    rng = np.random.default_rng(0)
+    for weight in model.user_tower.trainable_weights:  # queries far from (0, ..., 0, 1)
+        weight.assign(rng.normal(size=weight.shape).astype(np.float32))
+    evaluation = [float(x) for x in model.task_losses(BATCH)]
+    no_dropout = _model(negatives, 1.0, 1.0, ensemble_size=members)
+    no_dropout.task_losses(BATCH)
+    no_dropout.set_weights(model.get_weights())
+    assert [float(x) for x in no_dropout.task_losses(BATCH)] == pytest.approx(evaluation, rel=1e-6)
+    model.optimizer.iterations.assign(7)
+    retrieval, rating = (float(x) for x in model.task_losses(BATCH, training=True))
+    assert rating == pytest.approx(evaluation[1], rel=1e-6)
+    # At a rate within 2**-16 of 1 every free coordinate is dropped (at this step): each query
+    # is (0, ..., 0, 1), so a member's scores are its retrieval biases over the temperature.
+    expected = 0.0
+    for k in range(members):
+        if negatives == "catalogue":
+            logits = np.tile(biases[:, k] / 0.5, (len(BATCH["movie"]), 1))
+            target = logits[np.arange(len(logits)), BATCH["movie"]]
+        else:
+            positives = biases[BATCH["movie"], k] / 0.5
+            logits = np.tile(positives, (len(positives), 1))
+            logits = logits - np.log(model.sampling_probability.numpy()[BATCH["movie"]])[None, :]
+            same = BATCH["movie"][:, None] == BATCH["movie"][None, :]
+            logits = np.where(same & ~np.eye(len(logits), dtype=bool), -np.inf, logits)
+            target = np.diag(logits)
+        peak = logits.max(1, keepdims=True)
+        expected += float(np.mean(np.log(np.exp(logits - peak).sum(1)) + peak[:, 0] - target))
+    assert retrieval == pytest.approx(expected, rel=1e-5)
+    assert retrieval != pytest.approx(evaluation[0], rel=1e-3)
+    # A usual rate: the same step gives the same loss, another step another loss.
+    model.query_dropout = StatelessDropout(0.5, seed=1)
+    at_step = [float(model.task_losses(BATCH, training=True)[0]) for _ in range(2)]
+    model.optimizer.iterations.assign(8)
+    assert at_step[0] == at_step[1] != float(model.task_losses(BATCH, training=True)[0])
 
 
 def test_distinct_query_catalogue_loss_refuses_a_custom_loss():

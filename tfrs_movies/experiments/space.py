@@ -166,6 +166,7 @@ DEFAULT_SPACE: tuple[str, ...] = (
     "model.temperature=log:0.03..0.3",
     "model.embedding_l2=log:0.00001..0.01",
     "model.rating_dropout=0..0.5",
+    "model.query_dropout=0..0.5",
     "train.learning_rate=log:0.001..0.02",
     "train.batch_size=512,1024,2048,4096",
     "model.use_genres=false,true",

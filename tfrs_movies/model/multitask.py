@@ -22,7 +22,7 @@ import tensorflow_recommenders as tfrs
 from tfrs_movies.config import ModelConfig, validate_loss_weights
 from tfrs_movies.data.features import FeatureTables
 from tfrs_movies.hardware import native_bfloat16
-from tfrs_movies.model.heads import RatingHead
+from tfrs_movies.model.heads import RatingHead, StatelessDropout
 from tfrs_movies.model.penalties import count_weights, inverse_presence
 from tfrs_movies.model.tasks import CatalogueRetrieval
 from tfrs_movies.model.towers import MovieTower, UserTower
@@ -123,6 +123,8 @@ class MovieLensModel(tfrs.models.Model):
         self.user_tower = UserTower(num_users, tables, config, name="user_tower")
         self.movie_tower = MovieTower(num_movies, tables, config, name="movie_tower")
         self.rating_head = RatingHead(num_users, num_movies, global_mean, config, seed)
+        # Its own random stream: the rating head's dropout draws from ``seed``.
+        self.query_dropout = StatelessDropout(config.query_dropout, seed + 1, name="query_dropout")
         probabilities = np.asarray(movie_frequencies, np.float64) + 1.0  # +1: OOV row, no log(0)
         self.sampling_probability = tf.Variable(
             (probabilities / probabilities.sum()).astype(np.float32),
@@ -200,6 +202,13 @@ class MovieLensModel(tfrs.models.Model):
         # Each ensemble member has its own softmax; the retrieval loss is their sum, so that
         # every member gets the gradient it would get trained alone.
         member_queries = self.user_tower.member_vectors(queries)
+        if training and self.query_dropout.threshold:
+            # Dropout in the retrieval loss only, on the queries' free coordinates: the last one
+            # is the constant 1 that carries the retrieval bias.
+            free, ones = tf.split(member_queries, [-1, 1], axis=-1)
+            member_queries = tf.concat(
+                [self.query_dropout(free, step=step, training=True), ones], axis=-1
+            )
         if self.negatives == "catalogue":
             member_catalogues = self.movie_tower.member_vectors(tf.range(self.num_movies + 1))
             if query_rows is not None:  # all members in one batched product
