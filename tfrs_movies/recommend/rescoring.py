@@ -38,8 +38,9 @@ RESCORING_CHUNK_PAIRS = 1024
 """Most (query, candidate) pairs the numpy head scores at once; larger batches are cut into
 chunks of whole queries, so that the intermediate arrays stay small enough for the CPU's
 caches. Measured on ml-100k with the 4-member default, 100 candidates for each of 1,000
-users (2-core machine): 144 ms in one piece, 61-65 ms in chunks of 2,048-16,384 pairs, and
-170 ms through the SavedModel, so the numpy head serves every batch size."""
+users (2-core machine): 127-131 ms in one piece, 55-57 ms in chunks of 1,024 pairs (58-65 ms
+in chunks of 512 or 2,048-8,192), and 158-170 ms through the SavedModel, so the numpy head
+serves every batch size."""
 
 
 NEW_PERSON_RERANK_WEIGHT = 1.0
