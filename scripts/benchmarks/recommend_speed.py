@@ -136,7 +136,7 @@ def _stage_timings(
     big_candidate_rows = rng.integers(0, len(baseline.movie_ids), (batch, 100))
     big_candidates = tf.constant(baseline.movie_ids[big_candidate_rows].astype(str))
     big_user_rows = np.array([baseline.catalogue.users.row(u) for u in big])
-    seen = [baseline.seen_rows(baseline.catalogue.users.row(u)) for u in big]
+    seen = [baseline.seen_rows(row) for row in big_user_rows]
 
     def query_vector(i: int) -> np.ndarray:
         return baseline.retrieval_index.query_vectors(tf.constant([big[i]])).numpy()[0]

@@ -197,10 +197,8 @@ class NumpyRatingHead:
         """
         movie_rows = np.asarray(movie_rows)
         users = np.asarray(user_vectors, np.float32)
-        queries, candidates = movie_rows.shape
-        if queries * candidates <= RESCORING_CHUNK_PAIRS:
-            return self._scores(np.asarray(user_bias_rows), users, movie_rows)
         bias_rows = np.asarray(user_bias_rows)
+        queries, candidates = movie_rows.shape
         ratings = np.empty((queries, candidates), np.float32)
         step = max(1, RESCORING_CHUNK_PAIRS // max(candidates, 1))
         for start in range(0, queries, step):
